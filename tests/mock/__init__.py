@@ -1,0 +1,1 @@
+"""Tests of the mock upstream (``trio_gateway._mock``)."""

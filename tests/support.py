@@ -1,0 +1,91 @@
+"""Test configuration and helpers shared by the gateway tests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Final
+
+from trio_gateway._config import GatewayConfig, hash_key, parse_config
+
+#: The upstream key the gateway holds; it must never reach a caller, a log or a record.
+UPSTREAM_KEY: Final = "sk-upstream-CANARY-7d41f0c2b9"
+#: The caller's key.
+CLIENT_KEY: Final = "sk-test-alice-key"
+PRICE: Final = {
+    "input": 3.0,
+    "output": 15.0,
+    "cache_read": 0.30,
+    "cache_write_5m": 3.75,
+    "cache_write_1h": 6.0,
+}
+
+
+def gateway_config(
+    *,
+    port: int = 9,
+    streaming: Mapping[str, object] | None = None,
+    models: list[dict[str, object]] | None = None,
+) -> GatewayConfig:
+    """A config with one upstream per protocol on the mock at 127.0.0.1:``port``."""
+    base = f"http://127.0.0.1:{port}"
+    upstream = [
+        {"name": "anthropic", "protocol": "anthropic", "base_url": base},
+        {"name": "chat", "protocol": "openai-chat", "base_url": base + "/v1"},
+        {"name": "responses", "protocol": "openai-responses", "base_url": base + "/v1"},
+        {"name": "anthropic-b", "protocol": "anthropic", "base_url": base},
+        {"name": "chat-b", "protocol": "openai-chat", "base_url": base + "/v1"},
+    ]
+    for entry in upstream:
+        entry["api_key_env"] = "UPSTREAM_KEY"
+    data: dict[str, object] = {
+        "server": {"bind": "127.0.0.1:0", "graceful_timeout": 5.0},
+        "streaming": dict(streaming or {}),
+        "keys": [{"name": "alice", "sha256": hash_key(CLIENT_KEY)}],
+        "upstreams": upstream,
+        "models": (models or [])
+        + [
+            {
+                "name": "failover-*",
+                "upstreams": ["anthropic", "anthropic-b", "chat", "chat-b"],
+                "upstream_model": {
+                    "anthropic": "mock-status:code=503",
+                    "chat": "mock-status:code=503",
+                    "anthropic-b": "mock-text",
+                    "chat-b": "mock-text",
+                },
+                "price": PRICE,
+            },
+            {"name": "mock-*", "upstreams": ["anthropic", "chat", "responses"], "price": PRICE},
+            {"name": "demo", "upstreams": ["anthropic", "chat", "responses"], "price": PRICE},
+        ],
+    }
+    return parse_config(data, environ={"UPSTREAM_KEY": UPSTREAM_KEY})
+
+
+def sse_events(body: bytes) -> list[tuple[str | None, str]]:
+    """(event name, data) pairs of an LF/CRLF SSE body, comments dropped (test-side parser)."""
+    out: list[tuple[str | None, str]] = []
+    text = body.decode().replace("\r\n", "\n")
+    for block in text.split("\n\n"):
+        name: str | None = None
+        data: list[str] = []
+        for line in block.split("\n"):
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].removeprefix(" "))
+        if data:
+            out.append((name, "\n".join(data)))
+    return out
+
+
+def json_events(body: bytes) -> list[dict[str, object]]:
+    """The JSON data objects of an SSE body ([DONE] skipped)."""
+    result = []
+    for _, data in sse_events(body):
+        if data != "[DONE]":
+            loaded = json.loads(data)
+            assert isinstance(loaded, dict)
+            result.append(loaded)
+    return result

@@ -1,0 +1,70 @@
+"""The ``trio-gateway`` command line (DESIGN §1)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import trio
+
+from ._config import describe_config, hash_key, load_config
+from ._errors import ConfigError
+from ._mock import MockUpstream
+from ._server import serve
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trio-gateway", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    default_config = os.environ.get("TRIO_GATEWAY_CONFIG", "config.toml")
+    serve_cmd = commands.add_parser("serve", help="run the gateway on hypercorn's trio worker")
+    serve_cmd.add_argument("--config", default=default_config)
+    check = commands.add_parser("check-config", help="validate a config and print a summary")
+    check.add_argument("--config", default=default_config)
+    mock = commands.add_parser("mock-upstream", help="run the mock LLM upstream on 127.0.0.1")
+    mock.add_argument("--port", type=int, default=8081)
+    mock.add_argument("--interval", type=float, default=0.02, help="seconds between events")
+    keys = commands.add_parser("keys", help="key utilities")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    hash_cmd = key_commands.add_parser("hash", help="print the sha256 form of a key")
+    hash_cmd.add_argument("key", nargs="?", help="the key (read from standard input if absent)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "keys":
+            key = args.key if args.key is not None else sys.stdin.readline().strip()
+            if not key:
+                print("trio-gateway: no key given", file=sys.stderr)  # noqa: T201
+                return 2
+            print(hash_key(key))  # noqa: T201
+            return 0
+        if args.command == "mock-upstream":
+            logging.basicConfig(level=logging.INFO)
+            mock = MockUpstream(interval=args.interval)
+            trio.run(lambda: mock.serve(host="127.0.0.1", port=args.port))
+            return 0
+        config = load_config(args.config)
+        if args.command == "check-config":
+            print(describe_config(config))  # noqa: T201
+            return 0
+        logging.basicConfig(
+            level=config.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )
+        trio.run(serve, config)
+        return 0
+    except ConfigError as error:
+        print(f"trio-gateway: config error: {error}", file=sys.stderr)  # noqa: T201
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

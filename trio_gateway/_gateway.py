@@ -1,0 +1,319 @@
+"""The ASGI application: routing, authentication, admission, and the last-resort handler.
+
+Everything before the first upstream call happens here, in this order: route → header
+limit → authenticate → read the body (bounded) → parse → model → key allow-list → key
+concurrency → pick the upstreams. Only then does the relay run.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Final
+
+import trio
+
+from ._asgi import ClientLeftDuringUpload, Receive, Reply, Scope, Send, read_body
+from ._config import GatewayConfig, KeyConfig
+from ._errors import (
+    Forbidden,
+    GatewayError,
+    HeadersTooLarge,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    ServiceUnavailable,
+    Unauthorized,
+    UnknownModel,
+)
+from ._http1 import Connector
+from ._ledger import MemoryLedger
+from ._protocol._names import Protocol
+from ._protocol._requests import parse_request
+from ._relay import Exchange, Plan, Relay
+from ._upstream import Upstream
+
+logger = logging.getLogger("trio_gateway")
+
+#: The API routes and the client protocol each one speaks (DESIGN §2).
+_API_ROUTES: Final[Mapping[str, Protocol]] = {
+    "/v1/messages": "anthropic",
+    "/v1/chat/completions": "openai-chat",
+    "/v1/responses": "openai-responses",
+}
+
+
+def _guess_protocol(headers: Mapping[bytes, bytes]) -> Protocol:
+    """The error shape for routes that have no protocol of their own (DESIGN §2 rule for
+    ``/v1/models``: Anthropic when ``anthropic-version`` or ``x-api-key`` is sent)."""
+    if b"anthropic-version" in headers or b"x-api-key" in headers:
+        return "anthropic"
+    return "openai-chat"
+
+
+def _caller_key(headers: Mapping[bytes, bytes]) -> str | None:
+    """The caller's key from ``x-api-key`` or ``Authorization: Bearer`` (DESIGN §8)."""
+    value = headers.get(b"x-api-key")
+    if value:
+        return value.decode("latin-1").strip()
+    auth = headers.get(b"authorization")
+    if auth and auth[:7].lower() == b"bearer ":
+        return auth[7:].decode("latin-1").strip() or None
+    return None
+
+
+class Gateway:
+    """The gateway as an ASGI application. Build it with :func:`open_gateway` (or
+    ``trio_gateway.app:create_app()`` under hypercorn)."""
+
+    def __init__(self, config: GatewayConfig, *, connector: Connector | None = None) -> None:
+        self.config = config
+        self.ledger = MemoryLedger()
+        self.relay = Relay(streaming=config.streaming, ledger=self.ledger)
+        self.upstreams: dict[str, Upstream] = {
+            upstream.name: Upstream(
+                upstream, connector=connector, connect_timeout=config.streaming.connect_timeout
+            )
+            for upstream in config.upstreams
+        }
+        self._keys: dict[str, KeyConfig] = {key.sha256: key for key in config.keys}
+        self._key_in_flight: dict[str, int] = {}
+        self.shutting_down = False
+
+    async def aclose(self) -> None:
+        """Close idle upstream connections."""
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            for upstream in self.upstreams.values():
+                await upstream.aclose()
+
+    # ------------------------------------------------------------------ ASGI entry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope.get("type")
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if kind != "http":
+            return
+        raw_headers = scope.get("headers")
+        headers: dict[bytes, bytes] = {}
+        header_bytes = 0
+        if isinstance(raw_headers, list | tuple):
+            for name, value in raw_headers:
+                headers.setdefault(bytes(name).lower(), bytes(value))
+                header_bytes += len(name) + len(value)
+        path = str(scope.get("path", ""))
+        method = str(scope.get("method", "GET"))
+        protocol = _API_ROUTES.get(path, _guess_protocol(headers))
+        reply = Reply(send, protocol=protocol, request_id="req_" + uuid.uuid4().hex)
+        try:
+            if header_bytes > self.config.server.max_header_bytes:
+                raise HeadersTooLarge(
+                    f"request headers exceed {self.config.server.max_header_bytes} bytes"
+                )
+            await self._route(scope, receive, reply, headers, path=path, method=method)
+        except GatewayError as error:
+            await reply.fail(error)
+        except ClientLeftDuringUpload:
+            return
+        except BaseException:
+            # The one last-resort boundary (STYLE §5): log, answer 500 if we still can,
+            # re-raise so the server sees the bug.
+            logger.exception("unhandled error in request %s", reply.request_id)
+            if not reply.committed:
+                with trio.CancelScope(shield=True), trio.move_on_after(1):
+                    await reply.fail(GatewayError("internal gateway error"))
+            raise
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            kind = message.get("type")
+            if kind == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif kind == "lifespan.shutdown":
+                self.shutting_down = True
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _route(
+        self,
+        scope: Scope,
+        receive: Receive,
+        reply: Reply,
+        headers: dict[bytes, bytes],
+        *,
+        path: str,
+        method: str,
+    ) -> None:
+        if path in _API_ROUTES:
+            if method != "POST":
+                raise MethodNotAllowed(f"{path} accepts POST only")
+            await self._serve_api(scope, receive, reply, headers)
+        elif path == "/v1/models":
+            if method != "GET":
+                raise MethodNotAllowed("/v1/models accepts GET only")
+            await self._serve_models(reply, headers)
+        elif path == "/healthz":
+            await self._plain(reply, 200, {"status": "ok"})
+        elif path == "/readyz":
+            if self.shutting_down:
+                await self._plain(reply, 503, {"status": "shutting_down"})
+            else:
+                await self._plain(reply, 200, {"status": "ready"})
+        else:
+            raise NotFound(f"no route for {method} {path}")
+
+    @staticmethod
+    async def _plain(reply: Reply, status: int, body: object) -> None:
+        await reply.respond(status, json.dumps(body).encode())
+
+    # ------------------------------------------------------------------ admission
+
+    def _authenticate(self, headers: Mapping[bytes, bytes]) -> KeyConfig:
+        """Look the caller's key up by its sha256 (RELIABILITY B11: a hash index leaks
+        nothing useful through timing, and the key itself is never stored)."""
+        key = _caller_key(headers)
+        if not key:
+            raise Unauthorized("missing API key: send x-api-key or Authorization: Bearer")
+        found = self._keys.get(hashlib.sha256(key.encode()).hexdigest())
+        if found is None:
+            raise Unauthorized("invalid API key")
+        return found
+
+    async def _serve_api(
+        self, scope: Scope, receive: Receive, reply: Reply, headers: dict[bytes, bytes]
+    ) -> None:
+        if self.shutting_down:
+            raise ServiceUnavailable("the gateway is shutting down; retry on another instance")
+        started = trio.current_time()
+        key = self._authenticate(headers)
+        limit = self.config.server.max_request_bytes
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(f"request body exceeds {limit} bytes")
+        raw = await read_body(receive, limit=limit)
+        protocol = reply.protocol
+        body, info = parse_request(protocol, raw)
+        model = self.config.model_for(info.model)
+        if model is None:
+            raise UnknownModel(f"model '{info.model}' is not served by this gateway")
+        if not any(fnmatch.fnmatchcase(info.model, pattern) for pattern in key.models):
+            raise Forbidden(f"key '{key.name}' may not use model '{info.model}'")
+        candidates = [
+            self.upstreams[name]
+            for name in model.upstreams
+            if self.upstreams[name].protocol == protocol
+        ]
+        if not candidates:
+            raise InvalidRequest(
+                f"model '{info.model}' has no upstream speaking the {protocol} protocol "
+                "(protocol translation is not available yet)",
+                param="model",
+            )
+        query = scope.get("query_string", b"")
+        plan = Plan(
+            protocol=protocol,
+            key=key,
+            model_name=info.model,
+            model=model,
+            candidates=candidates,
+            body=body,
+            raw=raw,
+            info=info,
+            query=query if isinstance(query, bytes) else b"",
+            caller_headers=headers,
+        )
+        exchange = Exchange(request_id=reply.request_id, plan=plan, reply=reply, started=started)
+        with self._key_slot(key):
+            if info.stream:
+                await self.relay.serve_stream(exchange, receive)
+            else:
+                await self.relay.serve_unary(exchange, receive)
+
+    def _key_slot(self, key: KeyConfig) -> _KeySlot:
+        return _KeySlot(self._key_in_flight, key)
+
+    async def _serve_models(self, reply: Reply, headers: Mapping[bytes, bytes]) -> None:
+        key = self._authenticate(headers)
+        names = [
+            model.name
+            for model in self.config.models
+            if not any(ch in model.name for ch in "*?[")
+            and any(fnmatch.fnmatchcase(model.name, pattern) for pattern in key.models)
+        ]
+        if reply.protocol == "anthropic":
+            data: list[dict[str, object]] = [
+                {
+                    "type": "model",
+                    "id": name,
+                    "display_name": name,
+                    "created_at": "2025-01-01T00:00:00Z",
+                }
+                for name in names
+            ]
+            body: dict[str, object] = {
+                "data": data,
+                "has_more": False,
+                "first_id": names[0] if names else None,
+                "last_id": names[-1] if names else None,
+            }
+        else:
+            created = int(time.time())
+            body = {
+                "object": "list",
+                "data": [
+                    {"id": name, "object": "model", "created": created, "owned_by": "trio-gateway"}
+                    for name in names
+                ],
+            }
+        await self._plain(reply, 200, body)
+
+
+class _KeySlot:
+    """Counts a key's in-flight requests against its ``max_concurrency``."""
+
+    __slots__ = ("_counts", "_key")
+
+    def __init__(self, counts: dict[str, int], key: KeyConfig) -> None:
+        self._counts = counts
+        self._key = key
+
+    def __enter__(self) -> None:
+        key = self._key
+        current = self._counts.get(key.name, 0)
+        if key.max_concurrency is not None and current >= key.max_concurrency:
+            raise RateLimited(
+                f"key '{key.name}' is at its max_concurrency of {key.max_concurrency}",
+                retry_after=1,
+            )
+        self._counts[key.name] = current + 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._counts[self._key.name] -= 1
+
+
+@asynccontextmanager
+async def open_gateway(
+    config: GatewayConfig, *, connector: Connector | None = None
+) -> AsyncIterator[Gateway]:
+    """A gateway for ``config``; closes its upstream connections on exit.
+
+    Args:
+        config: the validated configuration.
+        connector: how upstream connections are made (tests pass an in-memory connector).
+    """
+    gateway = Gateway(config, connector=connector)
+    try:
+        yield gateway
+    finally:
+        await gateway.aclose()

@@ -1,0 +1,644 @@
+"""The per-request streaming relay: upstream → SSE decoder → tap → client.
+
+Theory of operation (DESIGN §4). One nursery per request runs four tasks:
+
+- **disconnect watcher**: awaits ``receive()`` until ``http.disconnect`` and then cancels the
+  client scope. hypercorn's ``send()`` never reports a disconnect (STACK-FACTS §2), so this
+  task is the only way to learn of one.
+- **upstream reader** [client scope]: opens the upstream (failing over while nothing is
+  committed), reads it, feeds the SSE decoder and the usage tap, and hands complete frames
+  to the writer without ever waiting on it (an unbounded channel plus a byte budget: a client
+  that stops reading is dropped, never allowed to stall the upstream side).
+- **client writer** [client scope]: holds the response uncommitted for up to
+  ``commit_delay``, writes frames (merging whatever is queued into one ``send``), sends a
+  keepalive ping after ``keepalive_interval`` of silence, and ends the body with the
+  terminal event or an in-band error event.
+- **drain-for-billing** [not in the client scope]: receives the reader's attempt when the
+  reader ends for any reason; if the client left mid-stream and the policy is ``drain``, it
+  keeps reading the upstream to its terminal event (bounded by ``drain_timeout``,
+  ``data_interval_timeout`` and ``max_concurrent_drains``); then it settles.
+
+Invariants:
+- Every upstream attempt is settled exactly once, in a shielded and bounded scope, by the
+  code that ends it: failed pre-commit attempts by the failover loop, the final attempt by
+  the drain-for-billing task. Settlement never waits on the client writer.
+- The reader is only ever cancelled while awaiting ``UpstreamResponse.receive_some()``,
+  which is cancel-safe, so the drain task continues exactly where the reader stopped.
+- The writer only ever writes complete SSE blocks, so every ping lands on an event boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+import trio
+
+from ._asgi import Receive, Reply
+from ._config import KeyConfig, ModelConfig, StreamingConfig
+from ._errors import (
+    GatewayError,
+    RateLimited,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from ._http1 import UpstreamResponse
+from ._ledger import AttemptRecord, MemoryLedger, Outcome, utc_now
+from ._protocol._error_bodies import ping_frame
+from ._protocol._names import Protocol
+from ._protocol._pricing import cost_usd
+from ._protocol._requests import RequestInfo, build_upstream_body
+from ._protocol._sse import SSEDecoder, SSEEvent
+from ._protocol._tap import StreamTap, usage_from_body
+from ._protocol._upstream_errors import upstream_status_error
+from ._protocol._usage import Usage, UsageSource
+from ._upstream import Upstream
+
+logger = logging.getLogger("trio_gateway.relay")
+
+#: Largest upstream error body read to build a sanitised message.
+_MAX_ERROR_BODY: Final = 64 * 1024
+#: After the terminal event, how long the reader keeps reading the (normally already
+#: buffered) end of the HTTP body so the connection can be reused.
+_TAIL_GRACE: Final = 1.0
+
+
+@dataclass(slots=True, kw_only=True)
+class Plan:
+    """Everything decided about a request before any upstream call."""
+
+    protocol: Protocol
+    key: KeyConfig
+    model_name: str
+    model: ModelConfig
+    candidates: list[Upstream]
+    body: dict[str, object]
+    raw: bytes
+    info: RequestInfo
+    query: bytes
+    caller_headers: dict[bytes, bytes]
+
+
+@dataclass(slots=True, kw_only=True)
+class Attempt:
+    """One upstream attempt and the state of its stream."""
+
+    record: AttemptRecord
+    upstream: Upstream
+    started: float
+    tap: StreamTap
+    decoder: SSEDecoder
+    response: UpstreamResponse | None = None
+    error: GatewayError | None = None
+    #: The upstream side is over: terminal event, in-band error then EOF, or a failure.
+    ended: bool = False
+    #: The terminal event arrived while the client was still connected.
+    completed_clean: bool = False
+    body_usage: tuple[Usage, UsageSource] | None = None
+    settled: bool = False
+
+    @property
+    def usage(self) -> Usage:
+        return self.body_usage[0] if self.body_usage else self.tap.usage
+
+    @property
+    def usage_source(self) -> UsageSource:
+        return self.body_usage[1] if self.body_usage else self.tap.usage_source
+
+
+@dataclass(slots=True, kw_only=True)
+class Exchange:
+    """Mutable per-request state, owned by the request's tasks."""
+
+    request_id: str
+    plan: Plan
+    reply: Reply
+    started: float
+    client_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    client_gone: str | None = None
+    first_content_at: float | None = None
+    queued_bytes: int = 0
+    pings: int = 0
+    attempts: int = 0
+    current: Attempt | None = None
+
+
+class _Opened:
+    """Writer message: the upstream answered 200; commit now."""
+
+
+class _End:
+    """Writer message: the stream is complete; end the body."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """Writer message: end the response with this error."""
+
+    error: GatewayError
+    response_id: str | None = None
+    sequence_number: int = 0
+
+
+_OPENED: Final = _Opened()
+_END: Final = _End()
+WriterMessage = bytes | _Opened | _End | _Failure
+
+
+def forward_bytes(raw: bytes, events: list[SSEEvent], tap: StreamTap) -> bytes:
+    """The bytes to send for one decoder output: ``raw`` itself unless the tap rewrote or
+    dropped a frame (then only that frame changes; every other byte is the upstream's)."""
+    if not events:
+        return raw
+    parts: list[bytes] | None = None
+    position = 0
+    for event in events:
+        frame = raw[event.start : event.end]
+        out = tap.inspect(event, frame)
+        if out is frame:
+            continue
+        if parts is None:
+            parts = []
+        parts.append(raw[position : event.start])
+        if out is not None:
+            parts.append(out)
+        position = event.end
+    if parts is None:
+        return raw
+    parts.append(raw[position:])
+    return b"".join(parts)
+
+
+def _may_fail_over(error: GatewayError) -> bool:
+    """Failover happens on connect errors, timeouts before headers, gateway capacity, 429,
+    5xx, and the upstream rejecting the gateway's own credentials (401/403: an account
+    problem, not the caller's), and only while nothing is committed."""
+    if isinstance(error, UpstreamStatusError):
+        return error.upstream_status in (401, 403, 429) or error.upstream_status >= 500
+    return isinstance(error, UpstreamUnavailable | UpstreamTimeout | RateLimited)
+
+
+class Relay:
+    """Runs requests: the failover loop, the streaming task shape, settlement."""
+
+    def __init__(self, *, streaming: StreamingConfig, ledger: MemoryLedger) -> None:
+        self._streaming = streaming
+        self._ledger = ledger
+        self.drains_in_flight = 0
+        self.streams_in_flight = 0
+
+    # ------------------------------------------------------------------ attempts
+
+    def _new_attempt(self, ex: Exchange, upstream: Upstream) -> Attempt:
+        plan = ex.plan
+        ex.attempts += 1
+        upstream_model = plan.model.upstream_model.get(upstream.name, plan.model_name)
+        record = AttemptRecord(
+            request_id=ex.request_id,
+            attempt=ex.attempts,
+            key=plan.key.name,
+            model=plan.model_name,
+            upstream=upstream.name,
+            upstream_model=upstream_model,
+            client_protocol=plan.protocol,
+            upstream_protocol=upstream.protocol,
+            stream=plan.info.stream,
+        )
+        self._ledger.open(record)
+        upstream.in_flight += 1
+        attempt = Attempt(
+            record=record,
+            upstream=upstream,
+            started=trio.current_time(),
+            tap=StreamTap(upstream.protocol, strip_usage_chunk=not plan.info.wants_usage_chunk),
+            decoder=SSEDecoder(max_event_bytes=self._streaming.max_event_bytes),
+        )
+        ex.current = attempt
+        return attempt
+
+    async def _open(self, ex: Exchange) -> Attempt:
+        """Open the first upstream that answers 2xx, failing over while nothing is committed.
+
+        Raises:
+            GatewayError: the last attempt's error when no upstream could serve.
+        """
+        plan = ex.plan
+        last_error: GatewayError | None = None
+        for upstream in plan.candidates:
+            if ex.reply.committed and last_error is not None:
+                break
+            if not upstream.has_capacity():
+                last_error = RateLimited(
+                    f"upstream '{upstream.name}' is at its max_concurrency; try again later"
+                )
+                continue
+            attempt = self._new_attempt(ex, upstream)
+            error = await self._try_upstream(ex, attempt)
+            if error is None:
+                return attempt
+            attempt.error = error
+            await self._settle(ex, attempt)
+            ex.current = None
+            last_error = error
+            if not _may_fail_over(error):
+                raise error
+        raise last_error or UpstreamUnavailable("no upstream is configured for this model")
+
+    async def _try_upstream(self, ex: Exchange, attempt: Attempt) -> GatewayError | None:
+        """One attempt up to the response head; returns the error that ended it, if any."""
+        plan = ex.plan
+        upstream = attempt.upstream
+        upstream_model = attempt.record.upstream_model
+        body = build_upstream_body(
+            upstream.protocol,
+            plan.body,
+            plan.raw,
+            plan.info,
+            upstream_model=None if upstream_model == plan.info.model else upstream_model,
+        )
+        timeout = self._streaming.first_byte_timeout
+        try:
+            with trio.move_on_after(timeout) as first_byte_deadline:
+                attempt.response = await upstream.send(
+                    query=plan.query, caller=plan.caller_headers, body=body, stream=plan.info.stream
+                )
+        except (UpstreamUnavailable, UpstreamProtocolError, UpstreamTimeout) as error:
+            return error
+        if first_byte_deadline.cancelled_caught or attempt.response is None:
+            return UpstreamTimeout(
+                f"upstream '{upstream.name}' sent no response headers within {timeout:g} s",
+                phase="first_byte",
+            )
+        response = attempt.response
+        attempt.record.status = response.status
+        if 200 <= response.status < 300:
+            return None
+        return await self._status_error(upstream, response)
+
+    async def _status_error(
+        self, upstream: Upstream, response: UpstreamResponse
+    ) -> UpstreamStatusError:
+        """Read (bounded) and sanitise an upstream error response."""
+        body = b""
+        with trio.move_on_after(self._streaming.data_interval_timeout):
+            try:
+                body = await response.read_all(max_bytes=_MAX_ERROR_BODY)
+            except UpstreamError:
+                body = b""
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in response.headers
+        }
+        error = upstream_status_error(
+            response.status,
+            body,
+            headers,
+            upstream_name=upstream.name,
+            secrets=upstream.secrets,
+        )
+        error.upstream_status = response.status
+        return error
+
+    async def _settle(self, ex: Exchange, attempt: Attempt) -> None:
+        """Close the upstream response and settle the attempt's record, exactly once.
+
+        Cancellation: shielded and bounded by ``settle_timeout``; never raises Cancelled.
+        """
+        if attempt.settled:
+            return
+        attempt.settled = True
+        with trio.CancelScope(shield=True):
+            if attempt.response is not None:
+                with trio.move_on_after(self._streaming.settle_timeout):
+                    await attempt.response.aclose()
+            attempt.upstream.in_flight -= 1
+            record = attempt.record
+            record.outcome = self._outcome(ex, attempt)
+            record.usage = attempt.usage
+            record.usage_source = attempt.usage_source
+            price = ex.plan.model.price
+            record.cost_usd = None if price is None else cost_usd(record.usage, price)
+            now = trio.current_time()
+            record.duration_ms = (now - attempt.started) * 1000
+            if ex.first_content_at is not None and ex.current is attempt:
+                record.ttft_ms = (ex.first_content_at - ex.started) * 1000
+            record.finished_at = utc_now()
+            self._ledger.settle(record)
+
+    @staticmethod
+    def _outcome(ex: Exchange, attempt: Attempt) -> Outcome:
+        error = attempt.error
+        if isinstance(error, UpstreamTimeout):
+            return "upstream_timeout"
+        if attempt.completed_clean and attempt.tap.error is None:
+            return "completed"
+        if ex.client_gone is not None:
+            return "client_disconnected"
+        if error is not None or attempt.tap.error is not None or attempt.ended:
+            return "upstream_error"
+        return "interrupted"
+
+    # ------------------------------------------------------------------ streaming
+
+    async def serve_stream(self, ex: Exchange, receive: Receive) -> None:
+        """Serve a streaming request with the four-task shape described above."""
+        to_writer, from_reader = trio.open_memory_channel[WriterMessage](math.inf)
+        handoff_send, handoff_receive = trio.open_memory_channel[Attempt | None](1)
+        self.streams_in_flight += 1
+        try:
+            async with trio.open_nursery() as request_nursery:
+                watcher_scope = trio.CancelScope()
+                request_nursery.start_soon(self._watch_disconnect, receive, ex, watcher_scope)
+                billing_done = trio.Event()
+                request_nursery.start_soon(
+                    self._drain_for_billing, ex, handoff_receive, billing_done
+                )
+                with ex.client_scope:
+                    async with trio.open_nursery() as client_nursery:
+                        client_nursery.start_soon(self._read_upstream, ex, to_writer, handoff_send)
+                        client_nursery.start_soon(self._write_client, ex, from_reader)
+                await billing_done.wait()
+                watcher_scope.cancel()
+        finally:
+            self.streams_in_flight -= 1
+
+    async def _watch_disconnect(
+        self, receive: Receive, ex: Exchange, watcher_scope: trio.CancelScope
+    ) -> None:
+        with watcher_scope:
+            while (await receive()).get("type") != "http.disconnect":
+                pass
+            self._client_gone(ex, "disconnect")
+
+    @staticmethod
+    def _client_gone(ex: Exchange, phase: str) -> None:
+        if ex.client_gone is None:
+            ex.client_gone = phase
+            ex.client_scope.cancel()
+
+    async def _read_upstream(
+        self,
+        ex: Exchange,
+        to_writer: trio.MemorySendChannel[WriterMessage],
+        handoff: trio.MemorySendChannel[Attempt | None],
+    ) -> None:
+        try:
+            attempt = await self._open(ex)
+            to_writer.send_nowait(_OPENED)
+            await self._pump(ex, attempt, to_writer)
+        except GatewayError as error:
+            attempt_now = ex.current
+            tap = attempt_now.tap if attempt_now else None
+            if attempt_now is not None:
+                attempt_now.error = error
+                attempt_now.ended = True
+            to_writer.send_nowait(
+                _Failure(
+                    error,
+                    response_id=tap.response_id if tap else None,
+                    sequence_number=tap.events if tap else 0,
+                )
+            )
+        finally:
+            handoff.send_nowait(ex.current)
+
+    async def _pump(
+        self, ex: Exchange, attempt: Attempt, to_writer: trio.MemorySendChannel[WriterMessage]
+    ) -> None:
+        """Forward the upstream stream until its terminal event (or EOF / an error)."""
+        response = attempt.response
+        assert response is not None
+        decoder, tap = attempt.decoder, attempt.tap
+        interval = self._streaming.data_interval_timeout
+        budget = self._streaming.client_buffer_bytes
+        secrets = attempt.upstream.secrets
+        with trio.CancelScope(deadline=trio.current_time() + interval) as data_interval_deadline:
+            while not tap.finished:
+                chunk = await response.receive_some()
+                now = trio.current_time()
+                data_interval_deadline.deadline = now + interval
+                if not chunk:
+                    break
+                raw, events = decoder.feed(chunk)
+                if not raw:
+                    continue
+                had_error = tap.error is not None
+                out = forward_bytes(raw, events, tap)
+                if tap.error is not None and not had_error:
+                    out = _scrub(out, secrets)
+                if out:
+                    if ex.first_content_at is None:
+                        ex.first_content_at = now
+                    ex.queued_bytes += len(out)
+                    to_writer.send_nowait(out)
+                    if ex.queued_bytes > budget:
+                        # The client stopped reading (RELIABILITY C4): drop it, keep the
+                        # upstream for billing. This cancels our own scope too.
+                        self._client_gone(ex, "stalled")
+        if data_interval_deadline.cancelled_caught:
+            raise UpstreamTimeout(
+                f"upstream sent nothing for {interval:g} s", phase="data_interval"
+            )
+        attempt.ended = True
+        if tap.finished:
+            attempt.completed_clean = ex.client_gone is None
+        elif tap.error is None:
+            raise UpstreamProtocolError("upstream ended the stream before its terminal event")
+        to_writer.send_nowait(_END)
+        # The rest of the HTTP body (normally the chunked terminator) lets the connection
+        # be reused; bounded, and harmless to skip.
+        with trio.move_on_after(_TAIL_GRACE):
+            while not response.is_finished and await response.receive_some():
+                pass
+
+    async def _write_client(
+        self, ex: Exchange, from_reader: trio.MemoryReceiveChannel[WriterMessage]
+    ) -> None:
+        reply = ex.reply
+        ping = ping_frame(reply.protocol)
+        keepalive = self._streaming.keepalive_interval or math.inf
+        message: WriterMessage | None = None
+        with trio.move_on_at(ex.started + self._streaming.commit_delay):
+            message = await from_reader.receive()
+        if message is None:
+            # commit_delay passed with no upstream answer: commit so pings can flow and a
+            # load balancer's idle timer never sees a silent connection (PEER-BUGS 15–16).
+            await reply.start_stream()
+            await reply.write(ping)
+            ex.pings += 1
+        last_write = trio.current_time()
+        while True:
+            if message is None:
+                with trio.move_on_at(last_write + keepalive):
+                    message = await from_reader.receive()
+                if message is None:
+                    await reply.write(ping)
+                    ex.pings += 1
+                    last_write = trio.current_time()
+                    continue
+            if isinstance(message, bytes):
+                message = await self._write_batch(ex, message, from_reader)
+                last_write = trio.current_time()
+                continue
+            if isinstance(message, _Opened):
+                if not reply.committed:
+                    await reply.start_stream()
+                    last_write = trio.current_time()
+                message = None
+                continue
+            if isinstance(message, _End):
+                if not reply.committed:
+                    await reply.start_stream()
+                await reply.finish()
+                return
+            await reply.fail(
+                message.error,
+                response_id=message.response_id,
+                sequence_number=message.sequence_number,
+            )
+            return
+
+    @staticmethod
+    async def _write_batch(
+        ex: Exchange, first: bytes, from_reader: trio.MemoryReceiveChannel[WriterMessage]
+    ) -> WriterMessage | None:
+        """Write ``first`` plus every frame already queued behind it in one ``send``
+        (hypercorn-trio costs ~87 µs per send, STACK-FACTS §3); returns the first
+        non-bytes message met, if any."""
+        reply = ex.reply
+        if not reply.committed:
+            await reply.start_stream()
+        parts = [first]
+        pending: WriterMessage | None = None
+        while True:
+            try:
+                nxt = from_reader.receive_nowait()
+            except trio.WouldBlock:
+                break
+            if isinstance(nxt, bytes):
+                parts.append(nxt)
+            else:
+                pending = nxt
+                break
+        data = first if len(parts) == 1 else b"".join(parts)
+        await reply.write(data)
+        ex.queued_bytes -= len(data)
+        return pending
+
+    async def _drain_for_billing(
+        self,
+        ex: Exchange,
+        handoff: trio.MemoryReceiveChannel[Attempt | None],
+        billing_done: trio.Event,
+    ) -> None:
+        try:
+            attempt = await handoff.receive()
+            if attempt is None:
+                return
+            try:
+                if self._should_drain(ex, attempt):
+                    self.drains_in_flight += 1
+                    try:
+                        await self._drain(attempt)
+                    finally:
+                        self.drains_in_flight -= 1
+            finally:
+                await self._settle(ex, attempt)
+        finally:
+            billing_done.set()
+
+    def _should_drain(self, ex: Exchange, attempt: Attempt) -> bool:
+        """Drain only for a client that left mid-stream under the ``drain`` policy, after
+        content reached it (a disconnect before the first content byte cancels), and only
+        while under ``max_concurrent_drains``."""
+        return (
+            ex.client_gone is not None
+            and not attempt.ended
+            and attempt.response is not None
+            and attempt.error is None
+            and ex.first_content_at is not None
+            and self._streaming.on_client_disconnect == "drain"
+            and self.drains_in_flight < self._streaming.max_concurrent_drains
+        )
+
+    async def _drain(self, attempt: Attempt) -> None:
+        """Read the upstream to its terminal event for billing; forward nothing."""
+        response = attempt.response
+        assert response is not None
+        decoder, tap = attempt.decoder, attempt.tap
+        interval = self._streaming.data_interval_timeout
+        try:
+            with trio.move_on_after(self._streaming.drain_timeout) as drain_deadline:
+                with trio.CancelScope(
+                    deadline=trio.current_time() + interval
+                ) as data_interval_deadline:
+                    while not tap.finished:
+                        chunk = await response.receive_some()
+                        data_interval_deadline.deadline = trio.current_time() + interval
+                        if not chunk:
+                            break
+                        raw, events = decoder.feed(chunk)
+                        for event in events:
+                            tap.inspect(event, raw[event.start : event.end])
+        except UpstreamError as error:
+            attempt.error = error
+            return
+        attempt.ended = tap.finished or tap.error is not None
+        if drain_deadline.cancelled_caught or data_interval_deadline.cancelled_caught:
+            logger.info("drain of %s stopped by a deadline", attempt.record.request_id)
+
+    # ------------------------------------------------------------------ non-streaming
+
+    async def serve_unary(self, ex: Exchange, receive: Receive) -> None:
+        """Serve a non-streaming request: one response, no pings (JSON has no keepalive).
+
+        A disconnect cancels the upstream at once: no content byte has reached the client
+        (DESIGN §4).
+        """
+        async with trio.open_nursery() as request_nursery:
+            watcher_scope = trio.CancelScope()
+            request_nursery.start_soon(self._watch_disconnect, receive, ex, watcher_scope)
+            try:
+                with ex.client_scope:
+                    await self._unary_body(ex)
+            finally:
+                if ex.current is not None:
+                    await self._settle(ex, ex.current)
+                watcher_scope.cancel()
+
+    async def _unary_body(self, ex: Exchange) -> None:
+        reply = ex.reply
+        try:
+            attempt = await self._open(ex)
+            response = attempt.response
+            assert response is not None
+            with trio.move_on_after(self._streaming.data_interval_timeout) as body_deadline:
+                body = await response.read_all(max_bytes=self._streaming.max_event_bytes)
+            if body_deadline.cancelled_caught:
+                raise UpstreamTimeout(
+                    "upstream response body did not complete in time", phase="data_interval"
+                )
+            attempt.body_usage = usage_from_body(attempt.upstream.protocol, body)
+            attempt.ended = True
+            attempt.completed_clean = True
+            ex.first_content_at = trio.current_time()
+            await reply.respond(response.status, body)
+        except GatewayError as error:
+            if ex.current is not None:
+                ex.current.error = error
+            await reply.fail(error)
+
+
+def _scrub(data: bytes, secrets: Sequence[str]) -> bytes:
+    """Remove the upstream's own key from an in-band error frame passed through verbatim."""
+    for secret in secrets:
+        data = data.replace(secret.encode(), b"[redacted]")
+    return data
+
+
+__all__ = ["Attempt", "Exchange", "Plan", "Relay", "forward_bytes"]
