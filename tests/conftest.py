@@ -22,17 +22,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 # --- gateway fixtures --------------------------------------------------------------------
 
-from collections.abc import AsyncIterator, Awaitable, Callable  # noqa: E402
-from contextlib import AsyncExitStack  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from functools import partial  # noqa: E402
+from collections.abc import AsyncIterator, Awaitable, Callable  # ruff: ignore[module-import-not-at-top-of-file]
+from contextlib import AsyncExitStack  # ruff: ignore[module-import-not-at-top-of-file]
+from dataclasses import dataclass  # ruff: ignore[module-import-not-at-top-of-file]
+from functools import partial  # ruff: ignore[module-import-not-at-top-of-file]
 
-import trio  # noqa: E402
+import trio  # ruff: ignore[module-import-not-at-top-of-file]
 
-from tests.support import UPSTREAM_KEY, gateway_config  # noqa: E402
-from trio_gateway._gateway import Gateway, open_gateway  # noqa: E402
-from trio_gateway._server import serve_gateway  # noqa: E402
-from trio_gateway.testing import AsgiClient, MockUpstream, open_memory_connector  # noqa: E402
+from tests.support import UPSTREAM_KEY, gateway_config  # ruff: ignore[module-import-not-at-top-of-file]
+from trio_gateway._gateway import Gateway, open_gateway  # ruff: ignore[module-import-not-at-top-of-file]
+from trio_gateway._server import serve_gateway  # ruff: ignore[module-import-not-at-top-of-file]
+from trio_gateway.testing import AsgiClient, MockUpstream, open_memory_connector  # ruff: ignore[module-import-not-at-top-of-file]
 
 GatewayFactory = Callable[..., Awaitable[tuple[Gateway, AsgiClient]]]
 

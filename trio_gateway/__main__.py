@@ -41,9 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "keys":
             key = args.key if args.key is not None else sys.stdin.readline().strip()
             if not key:
-                print("trio-gateway: no key given", file=sys.stderr)  # noqa: T201
+                print("trio-gateway: no key given", file=sys.stderr)  # ruff: ignore[print]
                 return 2
-            print(hash_key(key))  # noqa: T201
+            print(hash_key(key))  # ruff: ignore[print]
             return 0
         if args.command == "mock-upstream":
             logging.basicConfig(level=logging.INFO)
@@ -52,15 +52,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         config = load_config(args.config)
         if args.command == "check-config":
-            print(describe_config(config))  # noqa: T201
+            print(describe_config(config))  # ruff: ignore[print]
             return 0
         logging.basicConfig(
-            level=config.server.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+            level=config.server.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s %(message)s",
         )
         trio.run(serve, config)
         return 0
     except ConfigError as error:
-        print(f"trio-gateway: config error: {error}", file=sys.stderr)  # noqa: T201
+        print(f"trio-gateway: config error: {error}", file=sys.stderr)  # ruff: ignore[print]
         return 2
     except KeyboardInterrupt:
         return 130

@@ -13,7 +13,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import asynccontextmanager
 from typing import Final
 
@@ -305,7 +305,7 @@ class _KeySlot:
 @asynccontextmanager
 async def open_gateway(
     config: GatewayConfig, *, connector: Connector | None = None
-) -> AsyncIterator[Gateway]:
+) -> AsyncGenerator[Gateway, None]:
     """A gateway for ``config``; closes its upstream connections on exit.
 
     Args:

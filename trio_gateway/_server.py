@@ -114,7 +114,7 @@ async def serve_gateway(
         gateway.shutting_down = True
 
     await hypercorn_serve(
-        gateway,
+        gateway,  # type: ignore[arg-type]  # an ASGI 3 app; hypercorn's union is narrower than the protocol
         hypercorn_config(gateway.config, fd=fd),
         shutdown_trigger=shutdown,
         task_status=task_status,

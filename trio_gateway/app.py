@@ -1,4 +1,7 @@
-"""The ASGI entry point for hypercorn: ``hypercorn --worker-class trio 'trio_gateway.app:create_app()'``.
+"""The ASGI entry point for hypercorn.
+
+    hypercorn --worker-class trio 'trio_gateway.app:create_app()'
+
 
 The gateway config is read from ``$TRIO_GATEWAY_CONFIG`` (default ``./config.toml``).
 """

@@ -13,7 +13,9 @@ import pytest
 from tests.conftest import Live
 from tests.support import CLIENT_KEY, UPSTREAM_KEY
 
-MESSAGES = [{"role": "user", "content": "What is the weather in Paris?"}]
+MESSAGES: list[anthropic.types.MessageParam] = [
+    {"role": "user", "content": "What is the weather in Paris?"}
+]
 
 
 def _anthropic(base_url: str, key: str) -> anthropic.AsyncAnthropic:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Final, Protocol as TypingProtocol
+from typing import Final
+from typing import Protocol as TypingProtocol
 
 from ._usage import Usage
 

@@ -226,7 +226,7 @@ class SSEDecoder:
         while pos < n:
             if after_cr:
                 after_cr = False
-                if False:
+                if buf[pos] == _LF:
                     # WHATWG: CRLF is one terminator. When that CR ended a block, the block
                     # has gone out already; the LF goes out now on its own, so it is never
                     # mistaken for the start of an incomplete block.
@@ -284,7 +284,7 @@ class SSEDecoder:
         for end in ends:
             largest = max(largest, end - start)
             start = end
-        if largest > self._max_event_bytes:
+        if largest >= self._max_event_bytes:
             self._failed = True
             self.close()
             raise self._too_large()

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import json as jsonlib
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 
 import trio
 
 Message = MutableMapping[str, object]
 App = Callable[
-    [MutableMapping[str, object], Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
+    [
+        MutableMapping[str, object],
+        Callable[[], Awaitable[Message]],
+        Callable[[Message], Awaitable[None]],
+    ],
     Awaitable[None],
 ]
 
@@ -112,7 +116,7 @@ class AsgiClient:
         json: object = None,
         content: bytes = b"",
         headers: dict[str, str] | None = None,
-    ) -> AsyncIterator[AsgiResponse]:
+    ) -> AsyncGenerator[AsgiResponse, None]:
         """Start a request; yields once the response has started.
 
         On exit the client disconnects (if the body is not complete) and waits for the app.
