@@ -136,6 +136,7 @@ class Reply:
             status, headers, body = error_response(
                 error, self._protocol, request_id=self._request_id
             )
+            headers.append((b"content-length", str(len(body)).encode()))
             self.committed = True
             self.finished = True
             await self._send({"type": "http.response.start", "status": status, "headers": headers})

@@ -469,8 +469,9 @@ class Relay:
             # commit_delay passed with no upstream answer: commit so pings can flow and a
             # load balancer's idle timer never sees a silent connection (PEER-BUGS 15–16).
             await reply.start_stream()
-            await reply.write(ping)
-            ex.pings += 1
+            if self._streaming.keepalive_interval > 0:
+                await reply.write(ping)
+                ex.pings += 1
         last_write = trio.current_time()
         while True:
             if message is None:

@@ -25,7 +25,9 @@ def _count_tasks() -> int:
     def walk(task: trio.lowlevel.Task) -> int:
         return 1 + sum(walk(child) for n in task.child_nurseries for child in n.child_tasks)
 
-    return walk(trio.lowlevel.current_root_task())
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    return walk(root)
 
 
 async def _wait_for(condition: Callable[[], bool], *, seconds: float = 5.0) -> None:
@@ -83,13 +85,15 @@ class _Baseline:
                 and all(u.pool.statistics().active == 0 for u in gateway.upstreams.values())
             )
 
+        upstreams = list(gateway.upstreams.values())
         try:
             await _wait_for(settled)
         except trio.TooSlowError:
             raise AssertionError(
                 f"left over: in_flight={gateway.ledger.in_flight()} "
-                f"streams={gateway.relay.streams_in_flight} drains={gateway.relay.drains_in_flight} "
-                f"upstreams={[(u.name, u.in_flight, u.pool.statistics()) for u in gateway.upstreams.values()]} "
+                f"streams={gateway.relay.streams_in_flight} "
+                f"drains={gateway.relay.drains_in_flight} "
+                f"upstreams={[(u.name, u.in_flight, u.pool.statistics()) for u in upstreams]}"
             ) from None
         # Idle keep-alive connections are allowed to stay pooled; close them, then no fd
         # may remain beyond the baseline.
@@ -102,16 +106,14 @@ class _Baseline:
 @pytest.fixture
 async def live_drain() -> AsyncIterator[Live]:
     async with trio.open_nursery() as nursery:
-        started = await start_live(nursery, on_client_disconnect="drain")
-        yield started
+        yield await start_live(nursery, on_client_disconnect="drain")
         nursery.cancel_scope.cancel()
 
 
 @pytest.fixture
 async def live_cancel() -> AsyncIterator[Live]:
     async with trio.open_nursery() as nursery:
-        started = await start_live(nursery, on_client_disconnect="cancel")
-        yield started
+        yield await start_live(nursery, on_client_disconnect="cancel")
         nursery.cancel_scope.cancel()
 
 
@@ -121,7 +123,9 @@ async def _connect(live: Live) -> trio.SocketStream:
 
 
 @pytest.mark.parametrize("path", ["/v1/messages", "/v1/chat/completions"])
-async def test_drain_reads_upstream_to_the_end_after_disconnect(live_drain: Live, path: str) -> None:
+async def test_drain_reads_upstream_to_the_end_after_disconnect(
+    live_drain: Live, path: str
+) -> None:
     live = live_drain
     baseline = _Baseline(live)
     stream = await _connect(live)
@@ -130,7 +134,9 @@ async def test_drain_reads_upstream_to_the_end_after_disconnect(live_drain: Live
     await _read_until(stream, marker, 3)
     await stream.aclose()
 
-    await _wait_for(lambda: bool(live.gateway.ledger.records) and not live.gateway.ledger.in_flight())
+    await _wait_for(
+        lambda: bool(live.gateway.ledger.records) and not live.gateway.ledger.in_flight()
+    )
     record = live.gateway.ledger.records[-1]
     upstream_request = live.mock.requests[-1]
     assert upstream_request.outcome == "completed"

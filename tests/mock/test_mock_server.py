@@ -413,3 +413,16 @@ async def test_memory_cut(autojump_clock: trio.testing.MockClock) -> None:
     assert not reply.complete
     assert len(parse_sse(reply.body)) == 4
     assert mock.requests[0].outcome == "cut"
+
+
+async def test_declared_body_over_the_cap_is_413(served: Served) -> None:
+    stream = await trio.open_tcp_stream("127.0.0.1", served.port)
+    async with stream:
+        head = b"POST /v1/messages HTTP/1.1\r\nhost: x\r\ncontent-length: 100000000\r\n\r\n"
+        await stream.send_all(head)
+        reply = b""
+        while chunk := await stream.receive_some(65536):  # the mock closes after a 413
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 413 ")
+    assert b'"request_too_large"' in reply
+    assert served.mock.requests[0].outcome == "rejected"

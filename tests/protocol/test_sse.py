@@ -469,6 +469,7 @@ class ModelStream:
     body: bytes
     tail: bytes
     events: list[Triple]
+    blocks: list[bytes]  # the block of each event, in order
 
 
 # Strategies are built once: building them inside a composite costs a validation per draw.
@@ -539,17 +540,22 @@ def model_streams(draw: st.DrawFn) -> ModelStream:
 
     body: list[bytes] = []
     events: list[Triple] = []
+    blocks: list[bytes] = []
     for lines, expected in draw(_blocks):
-        body.extend(terminate(line) for line in [*lines, b""])
+        block = b"".join(terminate(line) for line in [*lines, b""])
+        body.append(block)
         if expected is not None:
             events.append(expected)
+            blocks.append(block)
     tail_block = draw(_tail_block)
     tail = b"".join(terminate(line) for line in tail_block[0]) if tail_block else b""
     if tail and draw(st.booleans()):
         tail = tail.rstrip(b"\r\n")  # the stream may stop in the middle of a line
     bom = BOM if draw(st.booleans()) else b""
     joined = b"".join(body)
-    return ModelStream(stream=bom + joined + tail, body=joined, tail=tail, events=events)
+    return ModelStream(
+        stream=bom + joined + tail, body=joined, tail=tail, events=events, blocks=blocks
+    )
 
 
 def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
@@ -566,6 +572,8 @@ def test_random_streams_at_any_chunking(model: ModelStream, data: st.DataObject)
         "random": chunked(model.stream, cuts),
         "bytewise": one_byte_at_a_time(model.stream),
     }
+    ((raw, events),) = decode([model.stream]).pieces
+    assert [raw[event.start : event.end] for event in events] == model.blocks
     for name, chunks in chunkings.items():
         decoded = decode(chunks)
         assert decoded.events == model.events, name

@@ -1,10 +1,38 @@
 """Scenario specs for the mock upstream: selection, parsing and the resolved :class:`Plan`.
 
 Theory of operation: a request names its scenario either in the ``x-mock-scenario`` header
-or through its model (``mock-<spec>``). A spec is one or more parts joined by ``+``; each
-part is ``name`` or ``name:k=v,k=v``. Parsing is strict, so a typo in a test is a loud 400
-rather than a silently different scenario. The parts are folded into one frozen
-:class:`Plan` that the renderers and the script builder read; nothing here does I/O.
+or through its model (``mock-<spec>``; ``demo``, ``mock`` and any other model mean
+``text``). A spec is one or more parts joined by ``+``; each part is ``name`` or
+``name:k=v,k=v``. Parsing is strict, so a typo in a test is a loud 400 rather than a
+silently different scenario. The parts are folded into one frozen :class:`Plan` that the
+renderers and the script builder read; nothing here does I/O.
+
+Parameters any part may carry: ``tokens`` (text deltas; 8, or 3 with ``tools``),
+``interval`` (seconds between stream events; default the server's), and the usage counts
+``in`` (25), ``cr`` (100), ``cw5`` (20), ``cw1`` (10), ``reasoning`` (0, or 12 with
+``thinking``).
+
+Scenarios (all three protocols unless noted; "event" = one SSE event, 0-based):
+    * content: ``text``, ``tools`` (text then ``get_weather({"city": "Paris"})`` in four
+      argument fragments), ``thinking`` (Anthropic thinking block, Responses reasoning item,
+      Chat plain text; reasoning tokens in usage), ``echo`` (the text is JSON of what the
+      mock received, credentials left out).
+    * timing: ``stall_headers:secs`` (3600) before the head; ``slow_first:secs`` (30)
+      before the first event; ``stall:after,secs`` (3, 3600) after ``after`` events.
+    * endings: ``cut:after`` (3) closes with FIN after ``after`` events, ``reset:after``
+      (3) with RST; on a fixed body any ``after`` >= 1 sends half of it.
+    * errors: ``status:code,retry_after`` (500), ``canary:code`` (401, the body echoes
+      :data:`~trio_gateway._mock._render.CANARY_KEY` and ``CANARY_URL``), ``redirect``
+      (307 to ``http://canary.invalid/v1/messages``), ``error_event:after`` (3; in-band
+      error after ``after`` events, then the body ends).
+    * wire faults: ``malformed:at`` (2; that event's data is invalid JSON), ``no_terminator``
+      (no ``message_stop`` / ``[DONE]`` / terminal response event), ``huge:bytes``
+      (10_000_000; one text delta that long), ``crlf``; Anthropic only: ``no_event_lines``,
+      ``done`` (``data: [DONE]`` after ``message_stop``).
+    * usage variants: ``cumulative`` (Anthropic: message_delta output 10, 25, 40),
+      ``usage_in_delta`` (Anthropic: real input/cache counts only in the final
+      message_delta), ``usage_with_choices`` (Chat: usage on the finish chunk),
+      ``zero_usage``, ``incomplete`` (max_tokens / length / ``response.incomplete``).
 
 Invariants:
     * every name and parameter is known, every value parses and is not negative;

@@ -137,8 +137,8 @@ class MockUpstream:
         finally:
             await trio.aclose_forcefully(stream)
 
-    def next_number(self) -> int:
-        """A fresh serial number for a request (deterministic ids)."""
+    def _next_number(self) -> int:
+        # A fresh serial number per request: ids are deterministic for a fresh mock.
         self._count += 1
         return self._count
 
@@ -169,8 +169,10 @@ class _Connection:
         method = request.method.decode("ascii", "replace")
         target = request.target.decode("ascii", "replace")
         headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in request.headers]
-        raw_body = await self._read_body()
-        number = self._mock.next_number()
+        declared = dict(headers).get("content-length", "0")
+        too_large = declared.isdigit() and int(declared) > MAX_BODY
+        raw_body = None if too_large else await self._read_body()
+        number = self._mock._next_number()
         if raw_body is None:
             record = MockRequest(method, target, headers, None, "")
             self._mock.requests.append(record)
@@ -214,6 +216,9 @@ class _Connection:
             self._h11.receive_data(bytes(data))
 
     async def _read_body(self) -> bytes | None:
+        if self._h11.they_are_waiting_for_100_continue:
+            continue_ = h11.InformationalResponse(status_code=100, headers=[])
+            await self._stream.send_all(self._h11.send(continue_) or b"")
         chunks: list[bytes] = []
         size = 0
         while True:

@@ -284,7 +284,7 @@ class SSEDecoder:
         for end in ends:
             largest = max(largest, end - start)
             start = end
-        if largest >= self._max_event_bytes:
+        if largest > self._max_event_bytes:
             self._failed = True
             self.close()
             raise self._too_large()
