@@ -450,11 +450,7 @@ class Relay:
         elif tap.error is None:
             raise UpstreamProtocolError("upstream ended the stream before its terminal event")
         to_writer.send_nowait(_END)
-        # The rest of the HTTP body (normally the chunked terminator) lets the connection
-        # be reused; bounded, and harmless to skip.
-        with trio.move_on_after(_TAIL_GRACE):
-            while not response.is_finished and await response.receive_some():
-                pass
+        await _read_tail(response)
 
     async def _write_client(
         self, ex: Exchange, from_reader: trio.MemoryReceiveChannel[WriterMessage]
@@ -586,6 +582,8 @@ class Relay:
                         raw, events = decoder.feed(chunk)
                         for event in events:
                             tap.inspect(event, raw[event.start : event.end])
+            if tap.finished:
+                await _read_tail(response)
         except UpstreamError as error:
             attempt.error = error
             return
@@ -633,6 +631,17 @@ class Relay:
             if ex.current is not None:
                 ex.current.error = error
             await reply.fail(error)
+
+
+async def _read_tail(response: UpstreamResponse) -> None:
+    """Read the rest of the HTTP body after the terminal event (normally just the chunked
+    terminator) so the connection can be reused; bounded, and harmless to skip."""
+    with trio.move_on_after(_TAIL_GRACE):
+        try:
+            while not response.is_finished and await response.receive_some():
+                pass
+        except UpstreamError:
+            return
 
 
 def _scrub(data: bytes, secrets: Sequence[str]) -> bytes:

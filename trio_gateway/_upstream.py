@@ -55,6 +55,10 @@ class Upstream:
             connect_timeout=connect_timeout,
         )
         self.in_flight = 0
+        secrets = [origin.host]
+        if config.api_key:
+            secrets.insert(0, config.api_key)
+        self._secrets: tuple[str, ...] = tuple(secrets)
         self._static = [
             (name.lower().encode("latin-1"), value.encode("latin-1"))
             for name, value in config.headers.items()
@@ -70,8 +74,9 @@ class Upstream:
 
     @property
     def secrets(self) -> Sequence[str]:
-        """Values that must never appear in anything shown or logged."""
-        return (self.config.api_key,) if self.config.api_key else ()
+        """Values that must never reach a caller: the upstream key, and its host (callers
+        never learn where the gateway sends their traffic, RELIABILITY finding 6)."""
+        return self._secrets
 
     def has_capacity(self) -> bool:
         """Whether another request may start now (``max_concurrency``)."""

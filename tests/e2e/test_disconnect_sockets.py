@@ -139,6 +139,7 @@ async def test_drain_reads_upstream_to_the_end_after_disconnect(
     )
     record = live.gateway.ledger.records[-1]
     upstream_request = live.mock.requests[-1]
+    await _wait_for(lambda: upstream_request.outcome != "in_progress")
     assert upstream_request.outcome == "completed"
     assert record.outcome == "client_disconnected"
     assert record.usage_source == "reported"
@@ -197,6 +198,7 @@ async def test_client_that_stops_reading_does_not_stop_the_drain(live_drain: Liv
     await _wait_for(lambda: bool(live.gateway.ledger.records), seconds=10)
     await _wait_for(lambda: not live.gateway.ledger.in_flight(), seconds=10)
     record = live.gateway.ledger.records[-1]
+    await _wait_for(lambda: live.mock.requests[-1].outcome != "in_progress")
     assert live.mock.requests[-1].outcome == "completed"
     assert record.outcome == "client_disconnected"
     assert record.usage_source == "reported"

@@ -30,7 +30,8 @@ from trio_gateway._ledger import AttemptRecord
 # those generators are finalised by the garbage collector with a ResourceWarning. Not the
 # gateway's doing (it happens against the mock directly too), so only that one is ignored.
 pytestmark = pytest.mark.filterwarnings(
-    r"ignore:Async generator '(openai|httpx2|httpcore2)\.[^']*' was garbage collected:ResourceWarning"
+    r"ignore:Async generator '(openai|httpx2|httpcore2)\.[^']*' was garbage collected"
+    ":ResourceWarning"
 )
 
 PROMPT: Final = "What is the weather in Paris?"
