@@ -8,12 +8,15 @@ It runs over ``trio.testing.memory_stream_pair()`` via a custom connector, or ov
 
 from __future__ import annotations
 
-import gc
 import random
+import shutil
 import socket
+import ssl
+import subprocess
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 import h11
 import pytest
@@ -25,8 +28,8 @@ from trio_gateway._http1 import (
     ConnectionPool,
     Origin,
     PoolStatistics,
-    UpstreamResponse,
     connect_tcp,
+    create_ssl_context,
 )
 
 ORIGIN = Origin("http", "upstream.test", 80)
@@ -172,8 +175,12 @@ def fixed(body: bytes, status: int = 200, *headers: str) -> bytes:
     return head(status, f"Content-Length: {len(body)}", *headers) + body
 
 
-def make_pool(fake: FakeUpstream, **options: float) -> ConnectionPool:
-    return ConnectionPool(ORIGIN, connector=fake.connect, **options)  # type: ignore[arg-type]
+def make_pool(
+    fake: FakeUpstream, *, max_idle: int = 64, idle_expiry: float = 30.0
+) -> ConnectionPool:
+    return ConnectionPool(
+        ORIGIN, connector=fake.connect, max_idle=max_idle, idle_expiry=idle_expiry
+    )
 
 
 async def ok_handler(exchange: Exchange) -> bool:
@@ -238,12 +245,11 @@ async def test_get_with_content_length(nursery: trio.Nursery) -> None:
     pool = make_pool(fake)
     response = await pool.send("GET", "/v1/models?limit=2", [(b"Accept", b"*/*")], b"")
     assert pool.statistics() == PoolStatistics(active=1, idle=0)
-    assert response.status == 200
+    assert (response.status, response.is_finished) == (200, False)
     assert (b"x-custom-thing", b"Yes") in response.headers
     assert all(name == name.lower() for name, _ in response.headers)
     assert response.header("X-CUSTOM-THING") == "Yes"
     assert response.header("missing") is None
-    assert not response.is_finished
     assert await response.read_all(max_bytes=5) == b"hello"
     assert response.is_finished
     assert await response.receive_some() == b""
@@ -307,6 +313,22 @@ async def test_empty_post_sends_content_length_zero(nursery: trio.Nursery) -> No
     async with await pool.send("POST", "/p", [], b"") as response:
         assert await response.read_all(max_bytes=100) == b"ok:/p"
     assert fake.requests[0].header(b"content-length") == b"0"
+
+
+async def test_head_response_has_no_body_and_is_reused(nursery: trio.Nursery) -> None:
+    async def handler(exchange: Exchange) -> bool:
+        if exchange.request.method == b"HEAD":
+            await exchange.send(head(200, "Content-Length: 1000"))
+            return True
+        return await ok_handler(exchange)
+
+    fake = FakeUpstream(nursery, handler)
+    pool = make_pool(fake)
+    async with await pool.send("HEAD", "/h", [], b"") as response:
+        assert response.header("content-length") == "1000"
+        assert await response.read_all(max_bytes=10) == b""
+    assert await get(pool) == b"ok:/x"
+    assert fake.connections == 1
 
 
 async def test_keep_alive_reuses_one_connection(nursery: trio.Nursery) -> None:
@@ -541,10 +563,13 @@ async def test_aclose_while_another_task_reads(
     pool = make_pool(FakeUpstream(nursery, paced_handler))
     response = await pool.send("GET", "/", [], b"")
 
+    async def read_to_end() -> None:
+        while await response.receive_some():
+            pass
+
     async def reader() -> None:
         with pytest.raises(trio.ClosedResourceError):
-            while await response.receive_some():
-                pass
+            await read_to_end()
 
     async with trio.open_nursery() as readers:
         readers.start_soon(reader)
@@ -590,12 +615,12 @@ async def test_hundred_concurrent_requests_half_cancelled(
                     await response.aclose()
         partial[target] = b"".join(received)
 
-    for _round in range(2):
+    for round_ in range(2):
         completed.clear()
         async with trio.open_nursery() as requests:
             for i in range(100):
                 cancel_after = rng.uniform(0, 3) if i % 2 else float("inf")
-                requests.start_soon(one_request, f"/r{_round}-{i}", cancel_after)
+                requests.start_soon(one_request, f"/r{round_}-{i}", cancel_after)
         assert pool.statistics().active == 0
         assert pool.statistics().idle <= 16
         assert len(completed) >= 50
@@ -808,11 +833,9 @@ async def test_malformed_responses(nursery: trio.Nursery, raw: bytes) -> None:
 
 async def test_unclosed_response_warns(nursery: trio.Nursery) -> None:
     pool = make_pool(FakeUpstream(nursery, ok_handler))
-    response: UpstreamResponse | None = await pool.send("GET", "/", [], b"")
-    assert response is not None
+    responses = [await pool.send("GET", "/", [], b"")]
     with pytest.warns(ResourceWarning, match="never closed"):
-        response = None
-        gc.collect()
+        responses.clear()  # the last reference: CPython finalizes it right here
     assert pool.statistics().active == 1  # the leak is visible, as documented
 
 
@@ -900,3 +923,79 @@ async def test_real_connection_refused_message_names_no_address() -> None:
     assert str(port) not in message
     assert "ConnectionRefusedError" in message
     assert pool.statistics() == EMPTY
+
+
+@pytest.fixture(scope="session")
+def self_signed_cert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A throw-away certificate for 127.0.0.1 (key and certificate in one PEM file)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    pem = tmp_path_factory.mktemp("tls") / "cert.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(pem),
+            "-out",
+            str(pem),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return pem
+
+
+@pytest.mark.slow
+async def test_real_tls_keep_alive_and_verification(
+    nursery: trio.Nursery, self_signed_cert: Path
+) -> None:
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(self_signed_cert)
+    server_context.set_alpn_protocols(["http/1.1"])
+    fake = FakeUpstream(nursery, ok_handler)
+    serve = partial(
+        trio.serve_ssl_over_tcp,
+        fake.serve_connection,
+        0,
+        server_context,
+        host="127.0.0.1",
+        https_compatible=True,
+    )
+    listeners = await nursery.start(serve)
+    port: int = listeners[0].transport_listener.socket.getsockname()[1]
+    origin = Origin("https", "127.0.0.1", port)
+
+    client_context = create_ssl_context()
+    client_context.load_verify_locations(self_signed_cert)
+    stream = await connect_tcp("127.0.0.1", port, True, ssl_context=client_context)
+    assert isinstance(stream, trio.SSLStream)
+    assert stream.selected_alpn_protocol() == "http/1.1"
+    await stream.aclose()
+
+    pool = ConnectionPool(origin, connector=partial(connect_tcp, ssl_context=client_context))
+    for i in range(3):
+        assert await get(pool, f"/{i}") == f"ok:/{i}".encode()
+    assert [r.connection for r in fake.requests] == [1, 1, 1]
+    async with await pool.send("GET", "/unread", [], b"") as response:
+        assert response.status == 200  # closed unread: a hard close, no close_notify wait
+    assert pool.statistics() == EMPTY
+    await pool.aclose()
+
+    untrusting = ConnectionPool(origin)  # certifi's roots only
+    with pytest.raises(UpstreamUnavailable) as caught:
+        await untrusting.send("GET", "/", [], b"")
+    assert caught.value.message == "connection to upstream failed (SSLCertVerificationError)"
+    assert untrusting.statistics() == EMPTY

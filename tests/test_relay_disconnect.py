@@ -14,7 +14,9 @@ precisely between two upstream events. What the mock records (``outcome``,
 
 from __future__ import annotations
 
+import gc
 import json
+import logging
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Final
@@ -470,3 +472,88 @@ async def test_client_that_stops_reading_is_dropped_and_the_upstream_drained(
         await resp.disconnect()
     assert elapsed(start) == 250
     assert_nothing_leaked(gateway)
+
+
+async def test_fast_stream_to_a_stalled_client_is_not_completed(
+    make_gateway: GatewayFactory, mock: MockUpstream, autojump_clock: trio.testing.MockClock
+) -> None:
+    # The whole answer reaches the gateway at once, past client_buffer_bytes, while the
+    # client reads nothing: the row must not say the client got it.
+    gateway, client = await make_gateway(on_client_disconnect="drain", client_buffer_bytes=2000)
+    async with open_stream(client, "anthropic", "mock-text:tokens=30") as resp:
+        resp.stop_reading()
+        await trio.sleep(1)
+        assert resp.body == b""
+        assert gateway.relay.streams_in_flight == 0
+        record = only_record(gateway)
+        assert (record.outcome, record.usage_source) == ("client_disconnected", "reported")
+        assert record.usage == text_usage("anthropic", 30)
+        await resp.disconnect()
+    assert mock.requests[0].events_sent == stream_events("anthropic", 30)
+    assert_nothing_leaked(gateway)
+
+
+# --------------------------------------------------------------------------- server cancel
+
+
+@ALL
+@pytest.mark.parametrize("phase", ["waiting_for_headers", "streaming", "draining"])
+async def test_request_cancelled_by_the_server_still_settles(
+    make_gateway: GatewayFactory,
+    mock: MockUpstream,
+    protocol: Protocol,
+    phase: str,
+    caplog: pytest.LogCaptureFixture,
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # The server cancels the request task (hypercorn does at the end of graceful_timeout;
+    # RELIABILITY S2, PEER-BUGS 27): the row is still settled and nothing is left behind.
+    # (Logging is tested below; a captured traceback would keep a leaked upstream response
+    # alive, and its ResourceWarning would then be reported against a later test.)
+    caplog.set_level(logging.CRITICAL, logger="trio_gateway")
+    gateway, client = await make_gateway(on_client_disconnect="drain", commit_delay=5)
+    waiting = phase == "waiting_for_headers"
+    model = "mock-stall_headers:secs=100" if waiting else "mock-text:tokens=10,interval=1"
+    start = trio.current_time()
+    with trio.CancelScope() as server:
+        async with open_stream(client, protocol, model) as resp:
+            if waiting:
+                assert await resp.next_chunk() == PING[protocol]
+            else:
+                await read_until_deltas(resp, protocol, 2)
+            if phase == "draining":
+                await resp.disconnect()
+                await trio.sleep(0.5)
+                assert gateway.relay.drains_in_flight == 1
+            server.cancel()
+            await trio.sleep_forever()
+    assert server.cancelled_caught
+    assert elapsed(start) < 10  # nothing waited for the upstream
+    gc.collect()  # a leaked upstream response warns now, in this test
+    (upstream_request,) = mock.requests
+    assert upstream_request.outcome == "client_closed"  # the upstream was hung up on
+    (record,) = gateway.ledger.records
+    assert record.outcome != "in_flight"
+    if protocol == "anthropic" and not waiting:
+        assert (record.usage_source, record.usage) == ("partial", ANTHROPIC_START_USAGE)
+    assert_nothing_leaked(gateway)
+
+
+async def test_server_cancel_is_not_logged_as_an_unhandled_error(
+    make_gateway: GatewayFactory,
+    mock: MockUpstream,
+    caplog: pytest.LogCaptureFixture,
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # A cancellation is the server shutting down, not a bug: no ERROR with a traceback for
+    # every stream in flight (RELIABILITY U5 "no traceback noise").
+    _, client = await make_gateway()
+    with trio.CancelScope() as server:
+        async with open_stream(client, "anthropic", "mock-text:tokens=10,interval=1") as resp:
+            await read_until_deltas(resp, "anthropic", 2)
+            server.cancel()
+            await trio.sleep_forever()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    caplog.clear()  # captured tracebacks keep the request's objects alive
+    gc.collect()
+    assert errors == []

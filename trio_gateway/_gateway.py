@@ -124,9 +124,12 @@ class Gateway:
             await reply.fail(error)
         except ClientLeftDuringUpload:
             return
-        except BaseException:
+        except BaseException as exc:
             # The one last-resort boundary (STYLE §5): log, answer 500 if we still can,
-            # re-raise so the server sees the bug.
+            # re-raise so the server sees the bug. A cancellation from the server (graceful
+            # shutdown) is not a bug: re-raise it quietly.
+            if _only_cancelled(exc):
+                raise
             logger.exception("unhandled error in request %s", reply.request_id)
             if not reply.committed:
                 with trio.CancelScope(shield=True), trio.move_on_after(1):
@@ -277,6 +280,15 @@ class Gateway:
                 ],
             }
         await self._plain(reply, 200, body)
+
+
+def _only_cancelled(exc: BaseException) -> bool:
+    if isinstance(exc, trio.Cancelled):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        _, rest = exc.split(trio.Cancelled)
+        return rest is None
+    return False
 
 
 class _KeySlot:

@@ -124,6 +124,7 @@ class Exchange:
     client_gone: str | None = None
     first_content_at: float | None = None
     queued_bytes: int = 0
+    writing: bool = False
     pings: int = 0
     attempts: int = 0
     current: Attempt | None = None
@@ -434,12 +435,17 @@ class Relay:
                 if out:
                     if ex.first_content_at is None:
                         ex.first_content_at = now
+                    if ex.writing and ex.queued_bytes > budget:
+                        # More than the budget waits behind a write that has not returned:
+                        # the client stopped reading (RELIABILITY C4). Drop it and keep the
+                        # upstream for billing; this cancels our own scope too. Only bytes
+                        # queued behind a write in progress count (not the frame just
+                        # received, nor frames the writer was not yet scheduled to take),
+                        # so one event larger than the budget never drops a client that
+                        # reads (PEER-BUGS 11).
+                        self._client_gone(ex, "stalled")
                     ex.queued_bytes += len(out)
                     to_writer.send_nowait(out)
-                    if ex.queued_bytes > budget:
-                        # The client stopped reading (RELIABILITY C4): drop it, keep the
-                        # upstream for billing. This cancels our own scope too.
-                        self._client_gone(ex, "stalled")
         if data_interval_deadline.cancelled_caught:
             raise UpstreamTimeout(
                 f"upstream sent nothing for {interval:g} s", phase="data_interval"
@@ -523,8 +529,10 @@ class Relay:
                 pending = nxt
                 break
         data = first if len(parts) == 1 else b"".join(parts)
-        await reply.write(data)
         ex.queued_bytes -= len(data)
+        ex.writing = True
+        await reply.write(data)
+        ex.writing = False
         return pending
 
     async def _drain_for_billing(
@@ -534,7 +542,11 @@ class Relay:
         billing_done: trio.Event,
     ) -> None:
         try:
-            attempt = await handoff.receive()
+            # Shielded: even when the server cancels the request (hypercorn after its
+            # graceful timeout), the attempt the reader hands over in its `finally` must be
+            # received and settled. Bounded: the reader always sends, exactly once.
+            with trio.CancelScope(shield=True):
+                attempt = await handoff.receive()
             if attempt is None:
                 return
             try:

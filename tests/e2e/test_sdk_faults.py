@@ -465,6 +465,7 @@ async def test_broken_upstream_ending_is_an_in_band_error_chat(live: Live, scena
         assert (records[0].usage_source, records[0].usage.output_tokens) == ("reported", 8)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("path", "model"),
     [
