@@ -118,10 +118,15 @@ class NotFound(ClientError):
 
 
 class MethodNotAllowed(ClientError):
-    """The route exists but not for this HTTP method."""
+    """The route exists but not for this HTTP method; ``allow`` lists the methods it
+    accepts (sent as the ``Allow`` header, RFC 9110 §15.5.6)."""
 
     status_hint = 405
     error_type = "invalid_request_error"
+
+    def __init__(self, message: str, *, allow: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.allow = allow
 
 
 class HeadersTooLarge(ClientError):

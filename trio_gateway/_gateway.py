@@ -160,11 +160,11 @@ class Gateway:
     ) -> None:
         if path in _API_ROUTES:
             if method != "POST":
-                raise MethodNotAllowed(f"{path} accepts POST only")
+                raise MethodNotAllowed(f"{path} accepts POST only", allow=("POST",))
             await self._serve_api(scope, receive, reply, headers)
         elif path == "/v1/models":
             if method != "GET":
-                raise MethodNotAllowed("/v1/models accepts GET only")
+                raise MethodNotAllowed("/v1/models accepts GET only", allow=("GET",))
             await self._serve_models(reply, headers)
         elif path == "/healthz":
             await self._plain(reply, 200, {"status": "ok"})

@@ -167,13 +167,14 @@ CASES: tuple[Case, ...] = (
     ),
     Case(
         "MethodNotAllowed",
-        lambda: MethodNotAllowed("GET is not allowed on /v1/messages"),
+        lambda: MethodNotAllowed("GET is not allowed on /v1/messages", allow=("POST",)),
         405,
         "invalid_request_error",
         "invalid_request_error",
         "method_not_allowed",
         "GET is not allowed on /v1/messages",
         failed_code="invalid_prompt",
+        headers={"allow": "POST"},
     ),
     Case(
         "HeadersTooLarge",

@@ -208,6 +208,9 @@ def error_response(
             (b"retry-after-ms", error.retry_after_ms),
             (b"x-should-retry", error.should_retry),
         ]
+    if isinstance(error, MethodNotAllowed):
+        # RFC 9110 §15.5.6: a 405 MUST list the methods the resource supports.
+        extra.append((b"allow", ", ".join(error.allow)))
     for name, value in extra:
         encoded = _header_value(value)
         if encoded is not None:
