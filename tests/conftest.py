@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from functools import partial
+
 import pytest
+import trio
+
+from tests.support import UPSTREAM_KEY, gateway_config
+from trio_gateway._gateway import Gateway, open_gateway
+from trio_gateway._mock import CANARY_KEY
+from trio_gateway._server import serve_gateway
+from trio_gateway.testing import AsgiClient, MockUpstream, open_memory_connector
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -22,17 +36,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 # --- gateway fixtures --------------------------------------------------------------------
 
-from collections.abc import AsyncIterator, Awaitable, Callable  # ruff: ignore[module-import-not-at-top-of-file]
-from contextlib import AsyncExitStack  # ruff: ignore[module-import-not-at-top-of-file]
-from dataclasses import dataclass  # ruff: ignore[module-import-not-at-top-of-file]
-from functools import partial  # ruff: ignore[module-import-not-at-top-of-file]
-
-import trio  # ruff: ignore[module-import-not-at-top-of-file]
-
-from tests.support import UPSTREAM_KEY, gateway_config  # ruff: ignore[module-import-not-at-top-of-file]
-from trio_gateway._gateway import Gateway, open_gateway  # ruff: ignore[module-import-not-at-top-of-file]
-from trio_gateway._server import serve_gateway  # ruff: ignore[module-import-not-at-top-of-file]
-from trio_gateway.testing import AsgiClient, MockUpstream, open_memory_connector  # ruff: ignore[module-import-not-at-top-of-file]
 
 GatewayFactory = Callable[..., Awaitable[tuple[Gateway, AsgiClient]]]
 
@@ -53,9 +56,13 @@ async def make_gateway(mock: MockUpstream) -> AsyncIterator[GatewayFactory]:
         async def make(**streaming: object) -> tuple[Gateway, AsgiClient]:
             config = gateway_config(streaming=streaming)
             gateway = await stack.enter_async_context(open_gateway(config, connector=connector))
+            made.append(gateway)
             return gateway, AsgiClient(gateway)
 
+        made: list[Gateway] = []
         yield make
+        for gateway in made:
+            assert_no_secret_in_records(gateway)
 
 
 @dataclass
@@ -87,3 +94,51 @@ async def live() -> AsyncIterator[Live]:
         yield started
         nursery.cancel_scope.cancel()
     await started.gateway.aclose()
+    assert_no_secret_in_records(started.gateway)
+
+
+# --- RELIABILITY B10: no secret in any log line or ledger record, across the whole suite ---
+
+
+_SECRETS = (UPSTREAM_KEY, CANARY_KEY)
+
+
+class _CaptureGatewayLogs(logging.Handler):
+    """Collects every record of the gateway's own loggers (the mock is not the gateway)."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith("trio_gateway._mock"):
+            return
+        if record.name.startswith(("trio_gateway", "hypercorn")):
+            text = record.getMessage()
+            if record.exc_info:
+                text += logging.Formatter().formatException(record.exc_info)
+            self.lines.append(text)
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_logs() -> Iterator[None]:
+    """Fail any test after which a gateway log line contains a secret (RELIABILITY B10)."""
+    handler = _CaptureGatewayLogs()
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+    leaked = [line for line in handler.lines if any(s in line for s in _SECRETS)]
+    assert not leaked, f"secret in gateway logs: {leaked[:3]}"
+
+
+def assert_no_secret_in_records(gateway: Gateway) -> None:
+    """No ledger record field contains a secret (RELIABILITY B10)."""
+    for record in gateway.ledger.records:
+        text = json.dumps(record.as_json())
+        assert not any(s in text for s in _SECRETS), text
