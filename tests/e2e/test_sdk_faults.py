@@ -27,29 +27,16 @@ import httpx
 import openai
 import pytest
 import trio
-from anthropic.types import MessageParam
-from openai.types.chat import ChatCompletionMessageParam
 
 from tests.conftest import Live, start_live
+from tests.e2e._sdk import ANTHROPIC_MESSAGES, MESSAGES, OPENAI_SDK_WARNINGS, PROMPT, TEXT
 from tests.support import CLIENT_KEY, UPSTREAM_KEY, gateway_config, sse_events
 from trio_gateway._gateway import Gateway
 from trio_gateway._ledger import AttemptRecord
 from trio_gateway._mock import CANARY_KEY, REDIRECT_LOCATION, MockRequest, MockUpstream
 from trio_gateway._server import serve_gateway
 
-# The openai SDK stops at `data: [DONE]` (or an error) without closing its generator chain;
-# under trio those generators are finalised by the garbage collector with a ResourceWarning.
-# Not the gateway's doing (it happens against the mock directly too), so only that is ignored.
-pytestmark = pytest.mark.filterwarnings(
-    r"ignore:Async generator '(openai|httpx2|httpcore2)\.[^']*' was garbage collected"
-    ":ResourceWarning"
-)
-
-PROMPT: Final = "What is the weather in Paris?"
-MESSAGES: Final[list[ChatCompletionMessageParam]] = [{"role": "user", "content": PROMPT}]
-ANTHROPIC_MESSAGES: Final[list[MessageParam]] = [{"role": "user", "content": PROMPT}]
-#: The mock's eight default text deltas, joined.
-TEXT: Final = "Hello from the mock upstream. Streaming works"
+pytestmark = OPENAI_SDK_WARNINGS
 ANTHROPIC_PING: Final = b'event: ping\ndata: {"type": "ping"}\n\n'
 OPENAI_KEEPALIVE: Final = b": keepalive\n\n"
 _MOCK_ID: Final = re.compile(rb"mock\d{8}")

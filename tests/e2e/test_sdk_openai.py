@@ -20,26 +20,14 @@ import httpx
 import openai
 import pytest
 import trio
-from anthropic.types import MessageParam
-from openai.types.chat import ChatCompletionMessageParam, ChatCompletionStreamOptionsParam
+from openai.types.chat import ChatCompletionStreamOptionsParam
 
 from tests.conftest import Live
+from tests.e2e._sdk import ANTHROPIC_MESSAGES, MESSAGES, OPENAI_SDK_WARNINGS, PROMPT, TEXT
 from tests.support import CLIENT_KEY, UPSTREAM_KEY, sse_events
 from trio_gateway._ledger import AttemptRecord
 
-# The openai SDK stops at `data: [DONE]` without closing its generator chain; under trio
-# those generators are finalised by the garbage collector with a ResourceWarning. Not the
-# gateway's doing (it happens against the mock directly too), so only that one is ignored.
-pytestmark = pytest.mark.filterwarnings(
-    r"ignore:Async generator '(openai|httpx2|httpcore2)\.[^']*' was garbage collected"
-    ":ResourceWarning"
-)
-
-PROMPT: Final = "What is the weather in Paris?"
-MESSAGES: Final[list[ChatCompletionMessageParam]] = [{"role": "user", "content": PROMPT}]
-ANTHROPIC_MESSAGES: Final[list[MessageParam]] = [{"role": "user", "content": PROMPT}]
-#: The mock's eight default text deltas, joined.
-TEXT: Final = "Hello from the mock upstream. Streaming works"
+pytestmark = OPENAI_SDK_WARNINGS
 #: The mock's three tool-scenario text deltas, joined.
 TOOLS_TEXT: Final = "Hello from the"
 TOOL_ARGUMENTS: Final = '{"city": "Paris"}'
