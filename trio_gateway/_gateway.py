@@ -20,6 +20,7 @@ from typing import Final
 import trio
 
 from ._asgi import ClientLeftDuringUpload, Receive, Reply, Scope, Send, read_body
+from ._attempts import Exchange, Plan
 from ._config import GatewayConfig, KeyConfig
 from ._errors import (
     Forbidden,
@@ -38,7 +39,7 @@ from ._http1 import Connector
 from ._ledger import MemoryLedger
 from ._protocol._names import Protocol
 from ._protocol._requests import parse_request
-from ._relay import Exchange, Plan, Relay
+from ._relay import Relay
 from ._upstream import Upstream
 
 logger = logging.getLogger("trio_gateway")

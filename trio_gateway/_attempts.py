@@ -1,0 +1,265 @@
+"""Upstream attempts: failover while nothing is committed, error responses, settlement.
+
+An attempt is one upstream HTTP request. Each is written ahead to the ledger before the
+upstream call and settled exactly once, shielded and bounded, by the code that ends it
+(``_relay`` for the final attempt of a request, :meth:`Attempts.open` for the ones it fails
+over from).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+import trio
+
+from ._asgi import Reply
+from ._config import KeyConfig, ModelConfig, StreamingConfig
+from ._errors import (
+    GatewayError,
+    RateLimited,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from ._http1 import UpstreamResponse
+from ._ledger import AttemptRecord, MemoryLedger, Outcome, utc_now
+from ._protocol._names import Protocol
+from ._protocol._pricing import cost_usd
+from ._protocol._requests import RequestInfo, build_upstream_body
+from ._protocol._sse import SSEDecoder
+from ._protocol._tap import StreamTap
+from ._protocol._upstream_errors import upstream_status_error
+from ._protocol._usage import Usage, UsageSource
+from ._upstream import Upstream
+
+#: Largest upstream error body read to build a sanitised message.
+_MAX_ERROR_BODY: Final = 64 * 1024
+
+
+@dataclass(slots=True, kw_only=True)
+class Plan:
+    """Everything decided about a request before any upstream call."""
+
+    protocol: Protocol
+    key: KeyConfig
+    model_name: str
+    model: ModelConfig
+    candidates: list[Upstream]
+    body: dict[str, object]
+    raw: bytes
+    info: RequestInfo
+    query: bytes
+    caller_headers: dict[bytes, bytes]
+
+
+@dataclass(slots=True, kw_only=True)
+class Attempt:
+    """One upstream attempt and the state of its stream."""
+
+    record: AttemptRecord
+    upstream: Upstream
+    started: float
+    tap: StreamTap
+    decoder: SSEDecoder
+    response: UpstreamResponse | None = None
+    error: GatewayError | None = None
+    #: The upstream side is over: terminal event, in-band error then EOF, or a failure.
+    ended: bool = False
+    #: The terminal event arrived while the client was still connected.
+    completed_clean: bool = False
+    body_usage: tuple[Usage, UsageSource] | None = None
+    settled: bool = False
+
+    @property
+    def usage(self) -> Usage:
+        return self.body_usage[0] if self.body_usage else self.tap.usage
+
+    @property
+    def usage_source(self) -> UsageSource:
+        return self.body_usage[1] if self.body_usage else self.tap.usage_source
+
+
+@dataclass(slots=True, kw_only=True)
+class Exchange:
+    """Mutable per-request state, owned by the request's tasks."""
+
+    request_id: str
+    plan: Plan
+    reply: Reply
+    started: float
+    client_scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    client_gone: str | None = None
+    first_content_at: float | None = None
+    queued_bytes: int = 0
+    writing: bool = False
+    pings: int = 0
+    attempts: int = 0
+    current: Attempt | None = None
+
+
+def _may_fail_over(error: GatewayError) -> bool:
+    """Failover happens on connect errors, timeouts before headers, gateway capacity, 429,
+    5xx, and the upstream rejecting the gateway's own credentials (401/403: an account
+    problem, not the caller's), and only while nothing is committed."""
+    if isinstance(error, UpstreamStatusError):
+        return error.upstream_status in (401, 403, 429) or error.upstream_status >= 500
+    return isinstance(error, UpstreamUnavailable | UpstreamTimeout | RateLimited)
+
+
+class Attempts:
+    """Opens upstream attempts (with failover) and settles them."""
+
+    def __init__(self, *, streaming: StreamingConfig, ledger: MemoryLedger) -> None:
+        self._streaming = streaming
+        self._ledger = ledger
+
+    def _new(self, ex: Exchange, upstream: Upstream) -> Attempt:
+        plan = ex.plan
+        ex.attempts += 1
+        upstream_model = plan.model.upstream_model.get(upstream.name, plan.model_name)
+        record = AttemptRecord(
+            request_id=ex.request_id,
+            attempt=ex.attempts,
+            key=plan.key.name,
+            model=plan.model_name,
+            upstream=upstream.name,
+            upstream_model=upstream_model,
+            client_protocol=plan.protocol,
+            upstream_protocol=upstream.protocol,
+            stream=plan.info.stream,
+        )
+        self._ledger.open(record)
+        upstream.in_flight += 1
+        attempt = Attempt(
+            record=record,
+            upstream=upstream,
+            started=trio.current_time(),
+            tap=StreamTap(upstream.protocol, strip_usage_chunk=not plan.info.wants_usage_chunk),
+            decoder=SSEDecoder(max_event_bytes=self._streaming.max_event_bytes),
+        )
+        ex.current = attempt
+        return attempt
+
+    async def open(self, ex: Exchange) -> Attempt:
+        """Open the first upstream that answers 2xx, failing over while nothing is committed.
+
+        Raises:
+            GatewayError: the last attempt's error when no upstream could serve.
+        """
+        plan = ex.plan
+        last_error: GatewayError | None = None
+        for upstream in plan.candidates:
+            if ex.reply.committed and last_error is not None:
+                break
+            if not upstream.has_capacity():
+                last_error = RateLimited(
+                    f"upstream '{upstream.name}' is at its max_concurrency; try again later"
+                )
+                continue
+            attempt = self._new(ex, upstream)
+            error = await self._try_upstream(ex, attempt)
+            if error is None:
+                return attempt
+            attempt.error = error
+            await self.settle(ex, attempt)
+            ex.current = None
+            last_error = error
+            if not _may_fail_over(error):
+                raise error
+        raise last_error or UpstreamUnavailable("no upstream is configured for this model")
+
+    async def _try_upstream(self, ex: Exchange, attempt: Attempt) -> GatewayError | None:
+        """One attempt up to the response head; returns the error that ended it, if any."""
+        plan = ex.plan
+        upstream = attempt.upstream
+        upstream_model = attempt.record.upstream_model
+        body = build_upstream_body(
+            upstream.protocol,
+            plan.body,
+            plan.raw,
+            plan.info,
+            upstream_model=None if upstream_model == plan.info.model else upstream_model,
+        )
+        timeout = self._streaming.first_byte_timeout
+        try:
+            with trio.move_on_after(timeout) as first_byte_deadline:
+                attempt.response = await upstream.send(
+                    query=plan.query, caller=plan.caller_headers, body=body, stream=plan.info.stream
+                )
+        except (UpstreamUnavailable, UpstreamProtocolError, UpstreamTimeout) as error:
+            return error
+        if first_byte_deadline.cancelled_caught or attempt.response is None:
+            return UpstreamTimeout(
+                f"upstream '{upstream.name}' sent no response headers within {timeout:g} s",
+                phase="first_byte",
+            )
+        response = attempt.response
+        attempt.record.status = response.status
+        if 200 <= response.status < 300:
+            return None
+        return await self._status_error(upstream, response)
+
+    async def _status_error(
+        self, upstream: Upstream, response: UpstreamResponse
+    ) -> UpstreamStatusError:
+        """Read (bounded) and sanitise an upstream error response."""
+        body = b""
+        with trio.move_on_after(self._streaming.data_interval_timeout):
+            try:
+                body = await response.read_all(max_bytes=_MAX_ERROR_BODY)
+            except UpstreamError:
+                body = b""
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in response.headers
+        }
+        error = upstream_status_error(
+            response.status,
+            body,
+            headers,
+            upstream_name=upstream.name,
+            secrets=upstream.secrets,
+        )
+        error.upstream_status = response.status
+        return error
+
+    async def settle(self, ex: Exchange, attempt: Attempt) -> None:
+        """Close the upstream response and settle the attempt's record, exactly once.
+
+        Cancellation: shielded and bounded by ``settle_timeout``; never raises Cancelled.
+        """
+        if attempt.settled:
+            return
+        attempt.settled = True
+        with trio.CancelScope(shield=True):
+            if attempt.response is not None:
+                with trio.move_on_after(self._streaming.settle_timeout):
+                    await attempt.response.aclose()
+            attempt.upstream.in_flight -= 1
+            record = attempt.record
+            record.outcome = self._outcome(ex, attempt)
+            record.usage = attempt.usage
+            record.usage_source = attempt.usage_source
+            price = ex.plan.model.price
+            record.cost_usd = None if price is None else cost_usd(record.usage, price)
+            now = trio.current_time()
+            record.duration_ms = (now - attempt.started) * 1000
+            if ex.first_content_at is not None and ex.current is attempt:
+                record.ttft_ms = (ex.first_content_at - ex.started) * 1000
+            record.finished_at = utc_now()
+            self._ledger.settle(record)
+
+    @staticmethod
+    def _outcome(ex: Exchange, attempt: Attempt) -> Outcome:
+        error = attempt.error
+        if isinstance(error, UpstreamTimeout):
+            return "upstream_timeout"
+        if attempt.completed_clean and attempt.tap.error is None:
+            return "completed"
+        if ex.client_gone is not None:
+            return "client_disconnected"
+        if error is not None or attempt.tap.error is not None or attempt.ended:
+            return "upstream_error"
+        return "interrupted"
