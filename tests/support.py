@@ -26,6 +26,8 @@ def gateway_config(
     port: int = 9,
     streaming: Mapping[str, object] | None = None,
     models: list[dict[str, object]] | None = None,
+    ledger_path: str = ":memory:",
+    key: Mapping[str, object] | None = None,
 ) -> GatewayConfig:
     """A config with one upstream per protocol on the mock at 127.0.0.1:``port``."""
     base = f"http://127.0.0.1:{port}"
@@ -40,8 +42,9 @@ def gateway_config(
         entry["api_key_env"] = "UPSTREAM_KEY"
     data: dict[str, object] = {
         "server": {"bind": "127.0.0.1:0", "graceful_timeout": 5.0},
+        "ledger": {"path": ledger_path},
         "streaming": dict(streaming or {}),
-        "keys": [{"name": "alice", "sha256": hash_key(CLIENT_KEY)}],
+        "keys": [{"name": "alice", "sha256": hash_key(CLIENT_KEY), **(key or {})}],
         "upstreams": upstream,
         "models": (models or [])
         + [

@@ -14,6 +14,7 @@ from ._config import describe_config, hash_key, load_config
 from ._errors import ConfigError
 from ._mock import MockUpstream
 from ._server import serve
+from ._usage_report import run_usage
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,6 +28,13 @@ def _parser() -> argparse.ArgumentParser:
     mock = commands.add_parser("mock-upstream", help="run the mock LLM upstream on 127.0.0.1")
     mock.add_argument("--port", type=int, default=8081)
     mock.add_argument("--interval", type=float, default=0.02, help="seconds between events")
+    usage = commands.add_parser("usage", help="the ledger: per-key summary and rows")
+    usage.add_argument("--config", default=default_config)
+    usage.add_argument("--key", metavar="NAME", help="only this key's rows")
+    usage.add_argument("--since", metavar="ISO", help="only rows started at or after this time")
+    usage.add_argument(
+        "--json", action="store_true", dest="as_json", help="one JSON object per line"
+    )
     keys = commands.add_parser("keys", help="key utilities")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     hash_cmd = key_commands.add_parser("hash", help="print the sha256 form of a key")
@@ -51,6 +59,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             trio.run(lambda: mock.serve(host="127.0.0.1", port=args.port))
             return 0
         config = load_config(args.config)
+        if args.command == "usage":
+            try:
+                sys.stdout.write(
+                    run_usage(
+                        config.ledger.path, key=args.key, since=args.since, as_json=args.as_json
+                    )
+                )
+            except (FileNotFoundError, ValueError) as error:
+                print(f"trio-gateway: {error}", file=sys.stderr)  # ruff: ignore[print]
+                return 2
+            return 0
         if args.command == "check-config":
             print(describe_config(config))  # ruff: ignore[print]
             return 0

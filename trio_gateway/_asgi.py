@@ -110,10 +110,17 @@ class Reply:
         self.finished = True
         await self._send({"type": "http.response.body", "body": data, "more_body": False})
 
-    async def respond(self, status: int, body: bytes, *, headers: Headers | None = None) -> None:
+    async def respond(
+        self,
+        status: int,
+        body: bytes,
+        *,
+        headers: Headers | None = None,
+        content_type: bytes = b"application/json",
+    ) -> None:
         """Send a complete non-streaming response."""
         all_headers = self._base_headers()
-        all_headers.append((b"content-type", b"application/json"))
+        all_headers.append((b"content-type", content_type))
         if headers:
             all_headers.extend(headers)
         all_headers.append((b"content-length", str(len(body)).encode()))

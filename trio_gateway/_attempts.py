@@ -8,12 +8,13 @@ over from).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 import trio
 
 from ._asgi import Reply
+from ._budgets import Budgets, Reservation
 from ._config import KeyConfig, ModelConfig, StreamingConfig
 from ._errors import (
     GatewayError,
@@ -25,7 +26,7 @@ from ._errors import (
     UpstreamUnavailable,
 )
 from ._http1 import UpstreamResponse
-from ._ledger import AttemptRecord, MemoryLedger, Outcome, utc_now
+from ._ledger import AttemptRecord, Ledger, Outcome, utc_now
 from ._protocol._names import Protocol
 from ._protocol._pricing import cost_usd
 from ._protocol._requests import RequestInfo, build_upstream_body
@@ -72,6 +73,7 @@ class Attempt:
     completed_clean: bool = False
     body_usage: tuple[Usage, UsageSource] | None = None
     settled: bool = False
+    checkpointed_at: float = 0.0
 
     @property
     def usage(self) -> Usage:
@@ -98,6 +100,7 @@ class Exchange:
     pings: int = 0
     attempts: int = 0
     current: Attempt | None = None
+    reservation: Reservation | None = None
 
 
 def _may_fail_over(error: GatewayError) -> bool:
@@ -112,11 +115,17 @@ def _may_fail_over(error: GatewayError) -> bool:
 class Attempts:
     """Opens upstream attempts (with failover) and settles them."""
 
-    def __init__(self, *, streaming: StreamingConfig, ledger: MemoryLedger) -> None:
+    def __init__(self, *, streaming: StreamingConfig, ledger: Ledger, budgets: Budgets) -> None:
         self._streaming = streaming
         self._ledger = ledger
+        self._budgets = budgets
 
-    def _new(self, ex: Exchange, upstream: Upstream) -> Attempt:
+    async def _new(self, ex: Exchange, upstream: Upstream) -> Attempt:
+        """Create an attempt and write its row ahead, committed, before the upstream call.
+
+        Cancellation: the attempt is already ``ex.current``, so whoever ends the request
+        settles it even if the write-ahead is cancelled midway.
+        """
         plan = ex.plan
         ex.attempts += 1
         upstream_model = plan.model.upstream_model.get(upstream.name, plan.model_name)
@@ -131,16 +140,18 @@ class Attempts:
             upstream_protocol=upstream.protocol,
             stream=plan.info.stream,
         )
-        self._ledger.open(record)
         upstream.in_flight += 1
+        now = trio.current_time()
         attempt = Attempt(
             record=record,
             upstream=upstream,
-            started=trio.current_time(),
+            started=now,
+            checkpointed_at=now,
             tap=StreamTap(upstream.protocol, strip_usage_chunk=not plan.info.wants_usage_chunk),
             decoder=SSEDecoder(max_event_bytes=self._streaming.max_event_bytes),
         )
         ex.current = attempt
+        await self._ledger.write_ahead(record, price=plan.model.price)
         return attempt
 
     async def open(self, ex: Exchange) -> Attempt:
@@ -159,7 +170,7 @@ class Attempts:
                     f"upstream '{upstream.name}' is at its max_concurrency; try again later"
                 )
                 continue
-            attempt = self._new(ex, upstream)
+            attempt = await self._new(ex, upstream)
             error = await self._try_upstream(ex, attempt)
             if error is None:
                 return attempt
@@ -187,7 +198,11 @@ class Attempts:
         try:
             with trio.move_on_after(timeout) as first_byte_deadline:
                 attempt.response = await upstream.send(
-                    query=plan.query, caller=plan.caller_headers, body=body, stream=plan.info.stream
+                    query=plan.query,
+                    caller=plan.caller_headers,
+                    body=body,
+                    stream=plan.info.stream,
+                    attempt_id=f"{attempt.record.request_id}/{attempt.record.attempt}",
                 )
         except (UpstreamUnavailable, UpstreamProtocolError, UpstreamTimeout) as error:
             return error
@@ -240,7 +255,7 @@ class Attempts:
             attempt.upstream.in_flight -= 1
             record = attempt.record
             record.outcome = self._outcome(ex, attempt)
-            record.usage = attempt.usage
+            record.usage = replace(attempt.usage)
             record.usage_source = attempt.usage_source
             price = ex.plan.model.price
             record.cost_usd = None if price is None else cost_usd(record.usage, price)
@@ -249,7 +264,18 @@ class Attempts:
             if ex.first_content_at is not None and ex.current is attempt:
                 record.ttft_ms = (ex.first_content_at - ex.started) * 1000
             record.finished_at = utc_now()
-            self._ledger.settle(record)
+            if self._ledger.settle(record) and ex.reservation and record.cost_usd:
+                reservation = ex.reservation
+                self._budgets.add_spent(reservation.key, reservation.window, record.cost_usd)
+
+    def checkpoint(self, attempt: Attempt, now: float) -> None:
+        """Record the usage seen so far on the in-flight row (RELIABILITY I3), so a crash
+        loses at most one interval. Never blocks."""
+        attempt.checkpointed_at = now
+        record = attempt.record
+        record.usage = replace(attempt.usage)
+        record.usage_source = attempt.usage_source
+        self._ledger.checkpoint(record)
 
     @staticmethod
     def _outcome(ex: Exchange, attempt: Attempt) -> Outcome:

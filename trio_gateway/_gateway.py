@@ -15,12 +15,16 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import asynccontextmanager
+from decimal import Decimal
+from functools import partial
 from typing import Final
 
 import trio
 
+from ._admin import serve_admin_usage
 from ._asgi import ClientLeftDuringUpload, Receive, Reply, Scope, Send, read_body
 from ._attempts import Exchange, Plan
+from ._budgets import Budgets, Reservation, estimate_cost
 from ._config import GatewayConfig, KeyConfig
 from ._errors import (
     Forbidden,
@@ -36,7 +40,7 @@ from ._errors import (
     UnknownModel,
 )
 from ._http1 import Connector
-from ._ledger import MemoryLedger
+from ._ledger import AttemptRecord, Ledger, spent_since, utc_now
 from ._protocol._names import Protocol
 from ._protocol._requests import parse_request
 from ._relay import Relay
@@ -77,8 +81,9 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig, *, connector: Connector | None = None) -> None:
         self.config = config
-        self.ledger = MemoryLedger()
-        self.relay = Relay(streaming=config.streaming, ledger=self.ledger)
+        self.ledger = Ledger(config.ledger.path)
+        self.budgets = Budgets(load_spent=self._load_spent)
+        self.relay = Relay(streaming=config.streaming, ledger=self.ledger, budgets=self.budgets)
         self.upstreams: dict[str, Upstream] = {
             upstream.name: Upstream(
                 upstream, connector=connector, connect_timeout=config.streaming.connect_timeout
@@ -88,12 +93,38 @@ class Gateway:
         self._keys: dict[str, KeyConfig] = {key.sha256: key for key in config.keys}
         self._key_in_flight: dict[str, int] = {}
         self.shutting_down = False
+        self._started = False
+
+    async def start(self) -> None:
+        """Open the ledger (and recover rows a crash left in flight). Idempotent: both
+        :func:`open_gateway` and hypercorn's lifespan startup call it."""
+        if self._started:
+            return
+        self._started = True
+        interrupted = await self.ledger.start()
+        if interrupted:
+            logger.warning(
+                "ledger: %d attempts left in flight by a crash are now interrupted", interrupted
+            )
 
     async def aclose(self) -> None:
-        """Close idle upstream connections."""
+        """Close idle upstream connections and flush the ledger.
+
+        Cancellation: shielded and bounded.
+        """
         with trio.CancelScope(shield=True), trio.move_on_after(5):
             for upstream in self.upstreams.values():
                 await upstream.aclose()
+        if self._started:
+            await self.ledger.aclose()
+            self._started = False
+
+    async def _load_spent(self, key: str, since: str) -> Decimal:
+        """A key's settled spend since ``since``, read off the trio thread."""
+        path = self.config.ledger.path
+        if path == ":memory:":
+            return Decimal(0)  # nothing persisted before this process
+        return await trio.to_thread.run_sync(partial(spent_since, path, key=key, since=since))
 
     # ------------------------------------------------------------------ ASGI entry
 
@@ -142,6 +173,7 @@ class Gateway:
             message = await receive()
             kind = message.get("type")
             if kind == "lifespan.startup":
+                await self.start()
                 await send({"type": "lifespan.startup.complete"})
             elif kind == "lifespan.shutdown":
                 self.shutting_down = True
@@ -167,6 +199,17 @@ class Gateway:
             if method != "GET":
                 raise MethodNotAllowed("/v1/models accepts GET only", allow=("GET",))
             await self._serve_models(reply, headers)
+        elif path == "/admin/usage":
+            if method != "GET":
+                raise MethodNotAllowed("/admin/usage accepts GET only", allow=("GET",))
+            query = scope.get("query_string", b"")
+            await serve_admin_usage(
+                reply,
+                headers=headers,
+                query=query if isinstance(query, bytes) else b"",
+                token=self.config.admin.token,
+                ledger_path=self.config.ledger.path,
+            )
         elif path == "/healthz":
             await self._plain(reply, 200, {"status": "ok"})
         elif path == "/readyz":
@@ -211,8 +254,6 @@ class Gateway:
         model = self.config.model_for(info.model)
         if model is None:
             raise UnknownModel(f"model '{info.model}' is not served by this gateway")
-        if not any(fnmatch.fnmatchcase(info.model, pattern) for pattern in key.models):
-            raise Forbidden(f"key '{key.name}' may not use model '{info.model}'")
         candidates = [
             self.upstreams[name]
             for name in model.upstreams
@@ -238,14 +279,77 @@ class Gateway:
             caller_headers=headers,
         )
         exchange = Exchange(request_id=reply.request_id, plan=plan, reply=reply, started=started)
-        with self._key_slot(key):
+        try:
+            exchange.reservation = await self._admit(plan, len(raw))
+        except (Forbidden, RateLimited) as refusal:
+            self._record_rejection(exchange, refusal)
+            raise
+        try:
             if info.stream:
                 await self.relay.serve_stream(exchange, receive)
             else:
                 await self.relay.serve_unary(exchange, receive)
+        finally:
+            self._key_in_flight[key.name] -= 1
+            if exchange.reservation is not None:
+                self.budgets.release(exchange.reservation)
 
-    def _key_slot(self, key: KeyConfig) -> _KeySlot:
-        return _KeySlot(self._key_in_flight, key)
+    async def _admit(self, plan: Plan, body_bytes: int) -> Reservation | None:
+        """Every limit checked before any upstream call (DESIGN §5): the key's model
+        allow-list, its concurrency, its budget, and the upstreams' capacity. On success the
+        key's concurrency slot is taken and its budget reservation made.
+
+        Raises:
+            Forbidden: the key may not use this model (403).
+            RateLimited: a limit is reached (429; the message names which).
+        """
+        key, model_name = plan.key, plan.model_name
+        if not any(fnmatch.fnmatchcase(model_name, pattern) for pattern in key.models):
+            raise Forbidden(f"key '{key.name}' may not use model '{model_name}'")
+        estimate = estimate_cost(
+            plan.model, body_bytes=body_bytes, max_output_tokens=plan.info.max_output_tokens
+        )
+        reservation = await self.budgets.admit(key, estimate)
+        # From here to the end no await: the limits below are checked and the slot taken
+        # atomically (a check before an await would let concurrent requests all pass it).
+        try:
+            in_flight = self._key_in_flight.get(key.name, 0)
+            if key.max_concurrency is not None and in_flight >= key.max_concurrency:
+                raise RateLimited(
+                    f"key '{key.name}' is at its max_concurrency of {key.max_concurrency}",
+                    retry_after=1,
+                )
+            if not any(upstream.has_capacity() for upstream in plan.candidates):
+                raise RateLimited(
+                    f"every upstream of model '{model_name}' is at its max_concurrency",
+                    retry_after=1,
+                )
+        except RateLimited:
+            if reservation is not None:
+                self.budgets.release(reservation)
+            raise
+        self._key_in_flight[key.name] = in_flight + 1
+        return reservation
+
+    def _record_rejection(self, exchange: Exchange, refusal: GatewayError) -> None:
+        """A refused request leaves one ``rejected`` row (attempt 0: no upstream call)."""
+        plan = exchange.plan
+        self.ledger.record_rejection(
+            AttemptRecord(
+                request_id=exchange.request_id,
+                attempt=0,
+                key=plan.key.name,
+                model=plan.model_name,
+                upstream="",
+                upstream_model="",
+                client_protocol=plan.protocol,
+                upstream_protocol=plan.protocol,
+                stream=plan.info.stream,
+                status=refusal.status,
+                outcome="rejected",
+                finished_at=utc_now(),
+            )
+        )
 
     async def _serve_models(self, reply: Reply, headers: Mapping[bytes, bytes]) -> None:
         key = self._authenticate(headers)
@@ -292,29 +396,6 @@ def _only_cancelled(exc: BaseException) -> bool:
     return False
 
 
-class _KeySlot:
-    """Counts a key's in-flight requests against its ``max_concurrency``."""
-
-    __slots__ = ("_counts", "_key")
-
-    def __init__(self, counts: dict[str, int], key: KeyConfig) -> None:
-        self._counts = counts
-        self._key = key
-
-    def __enter__(self) -> None:
-        key = self._key
-        current = self._counts.get(key.name, 0)
-        if key.max_concurrency is not None and current >= key.max_concurrency:
-            raise RateLimited(
-                f"key '{key.name}' is at its max_concurrency of {key.max_concurrency}",
-                retry_after=1,
-            )
-        self._counts[key.name] = current + 1
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._counts[self._key.name] -= 1
-
-
 @asynccontextmanager
 async def open_gateway(
     config: GatewayConfig, *, connector: Connector | None = None
@@ -327,6 +408,7 @@ async def open_gateway(
     """
     gateway = Gateway(config, connector=connector)
     try:
+        await gateway.start()
         yield gateway
     finally:
         await gateway.aclose()

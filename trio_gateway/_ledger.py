@@ -1,24 +1,74 @@
-"""Attempt records: one per upstream attempt, opened before the upstream call and settled
-exactly once.
+"""The usage ledger: one SQLite row per upstream attempt, written ahead and settled once.
 
-Until the SQLite ledger lands (a later issue), :class:`MemoryLedger` keeps the records in
-memory, where tests inspect them, and every settle writes one structured log line. The
-write-ahead / settle-once contract is already the real one: ``open`` before the upstream
-call, ``settle`` afterwards, and a second ``settle`` of the same (request id, attempt) is a
-no-op.
+Theory of operation: :class:`Ledger` is the trio side. It turns each call into an op for
+the writer thread of ``_ledger_db`` (one connection, batched ``BEGIN IMMEDIATE``
+transactions, WAL) and never touches sqlite3 itself, so a slow or locked database delays
+settlement, never a stream:
+
+- :meth:`Ledger.write_ahead` (before the upstream call) inserts the row as ``in_flight``
+  and *awaits its commit*: a row exists for every attempt the upstream may have seen, even
+  if the process is killed right after (RELIABILITY I1, I2). Only new requests wait here.
+- :meth:`Ledger.checkpoint`, :meth:`Ledger.settle` and :meth:`Ledger.record_rejection`
+  never block and never await: they queue an op and return. The queue is bounded; when it
+  is full their ops wait, in order, in a trio-side overflow deque that is moved into the
+  queue as the thread frees space. That overflow stays bounded because a full queue or a
+  non-empty overflow also holds back :meth:`Ledger.write_ahead`, so no new attempts start;
+  rejections beyond a second queue's worth are dropped and counted.
+- At :meth:`Ledger.start`, rows left ``in_flight`` by a dead process become
+  ``interrupted``, priced from their last checkpoint (``_ledger_db.recover``).
+
+Invariants: ops commit in the order they are queued; a (request id, attempt) is settled at
+most once, by this process's memory and by SQL (``WHERE outcome = 'in_flight'``); memory
+is bounded (``keep`` records, a bounded set of settled keys, the queue and the overflow).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import queue
+import secrets
+import socket
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Literal
+from functools import partial
+from typing import Final, Literal, TypeVar
 
+import trio
+
+from ._config import Price
+from ._errors import ServiceUnavailable
+from ._ledger_db import (
+    CHECKPOINT_SQL,
+    INSERT_SQL,
+    PRICE_FIELDS,
+    SETTLE_SQL,
+    Batch,
+    LedgerError,
+    Op,
+    Writer,
+    cost_columns,
+    read_rows,
+    spent_since,
+)
 from ._protocol._names import Protocol
 from ._protocol._usage import Usage, UsageSource
+
+__all__ = [
+    "AttemptRecord",
+    "Ledger",
+    "LedgerError",
+    "LedgerStatistics",
+    "Outcome",
+    "read_rows",
+    "spent_since",
+    "utc_now",
+]
 
 logger = logging.getLogger("trio_gateway.ledger")
 
@@ -31,6 +81,21 @@ Outcome = Literal[
     "interrupted",
     "rejected",
 ]
+
+#: Ops per transaction: one fsync per batch, and a bound on how long one batch holds the lock.
+_BATCH_SIZE: Final = 512
+#: Queued ops before settlements spill into the overflow (a few hundred bytes each).
+_QUEUE_SIZE: Final = 100_000
+#: SQLite's own wait for a lock before the writer backs off and retries (seconds).
+_BUSY_TIMEOUT: Final = 5.0
+#: How long ``aclose`` waits for the queue to drain before giving up (seconds).
+_CLOSE_FLUSH: Final = 10.0
+#: Settled keys remembered to refuse a second settle without SQL (beyond: SQL's guard).
+_SETTLED_MEMORY: Final = 16_384
+
+_Key = tuple[str, int]
+_T = TypeVar("_T")
+_State = Literal["new", "running", "closing", "closed"]
 
 
 def utc_now() -> str:
@@ -91,32 +156,379 @@ class AttemptRecord:
         }
 
 
-class MemoryLedger:
-    """Attempt records kept in memory; settle is idempotent per (request id, attempt)."""
+@dataclass(frozen=True, slots=True)
+class LedgerStatistics:
+    """A snapshot of the ledger's queue, for metrics and tests.
 
-    def __init__(self) -> None:
-        self._records: dict[tuple[str, int], AttemptRecord] = {}
-        self._settled: set[tuple[str, int]] = set()
+    Attributes:
+        pending: ops queued (or in the overflow) and not yet committed.
+        overflow: ops waiting in the trio-side overflow for room in the queue.
+        batches: transactions committed.
+        committed_ops: ops committed (or refused for good by SQLite, and logged).
+        retries: transactions retried because the database was busy or failing.
+        dropped_rejections: rejection rows dropped because the overflow was full.
+    """
 
-    def open(self, record: AttemptRecord) -> None:
-        """Write the record ahead as ``in_flight``, before the upstream call."""
-        self._records.setdefault((record.request_id, record.attempt), record)
+    pending: int
+    overflow: int
+    batches: int
+    committed_ops: int
+    retries: int
+    dropped_rejections: int
+
+
+def _key(record: AttemptRecord) -> _Key:
+    return (record.request_id, record.attempt)
+
+
+def _price_json(price: Price | None) -> str | None:
+    """The ``price`` column: the five prices as exact decimal strings (for recovery)."""
+    if price is None:
+        return None
+    return json.dumps({name: str(getattr(price, name)) for name in PRICE_FIELDS})
+
+
+def _row_params(record: AttemptRecord) -> dict[str, object]:
+    return record.as_json() | {"cost_picousd": cost_columns(record.cost_usd)["cost_picousd"]}
+
+
+class Ledger:
+    """The SQLite (WAL) usage ledger of one gateway (theory of operation above).
+
+    Args:
+        path: the SQLite file, or ``":memory:"`` (tests: nothing outlives the process, so
+            :meth:`write_ahead` does not wait for the commit there).
+        owner: this process in the rows it writes ahead; recovery uses it to tell live
+            writers from dead ones. Default ``"{hostname}:{pid}:{random boot id}"``. Two
+            live ledgers in one process must not share a file with different owners: each
+            would take the other's rows for a previous run's.
+        keep: how many recent records :attr:`records` keeps in memory.
+        queue_size: bound of the queue to the writer thread.
+        batch_size: most ops in one transaction.
+        busy_timeout: SQLite's wait for a lock before the writer backs off and retries.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        owner: str | None = None,
+        keep: int = 2048,
+        queue_size: int = _QUEUE_SIZE,
+        batch_size: int = _BATCH_SIZE,
+        busy_timeout: float = _BUSY_TIMEOUT,
+    ) -> None:
+        if keep < 0 or queue_size < 1 or batch_size < 1:
+            raise ValueError("keep must be >= 0, queue_size and batch_size >= 1")
+        self.path = path
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(6)}"
+        self._keep = keep
+        self._queue_size = queue_size
+        self._busy_timeout = busy_timeout
+        self._durable = path != ":memory:"
+        self._writer = Writer(
+            path,
+            owner=self.owner,
+            busy_timeout=busy_timeout,
+            batch_size=batch_size,
+            queue_size=queue_size,
+        )
+        self._state: _State = "new"
+        self._writer_alive = False
+        self._overflow: deque[Op] = deque()
+        self._progress = trio.lowlevel.ParkingLot()  # woken after every batch and at close
+        self._next_seq = 1
+        self._committed_seq = 0
+        self._pending = 0
+        self._records: OrderedDict[_Key, AttemptRecord] = OrderedDict()
+        self._open: dict[_Key, AttemptRecord] = {}
+        self._settled: OrderedDict[_Key, None] = OrderedDict()
+        self._checkpoints: dict[_Key, Op] = {}
+        self._batches = self._committed_ops = self._retries = self._dropped = 0
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self) -> int:
+        """Start the writer thread: open the database (WAL, ``synchronous=FULL``), migrate
+        the schema, then recover rows a dead process left ``in_flight``.
+
+        Returns:
+            The number of rows recovery marked ``interrupted``.
+
+        Raises:
+            LedgerError: the database cannot be opened or prepared.
+            RuntimeError: called twice.
+
+        Cancellation: the thread keeps starting; :meth:`aclose` still stops it.
+        """
+        if self._state != "new":
+            raise RuntimeError("Ledger.start() may be called once")
+        token = trio.lowlevel.current_trio_token()
+        started = trio.Event()
+        result: list[int | Exception] = []
+
+        def started_on_trio(value: int | Exception) -> None:
+            result.append(value)
+            started.set()
+
+        self._writer.start(
+            on_started=partial(_call_soon, token, started_on_trio),
+            on_batch=partial(_call_soon, token, self._on_batch),
+        )
+        self._state, self._writer_alive = "running", True
+        await started.wait()
+        if isinstance(result[0], Exception):
+            self._state, self._writer_alive = "closed", False
+            raise LedgerError(f"cannot open the ledger at {self.path}: {result[0]}") from result[0]
+        return result[0]
+
+    async def aclose(self) -> None:
+        """Commit everything queued, then stop the writer thread.
+
+        Gives up after about 10 s of real time (a locked or failing database), logging how
+        many ops were not written; then waits a few seconds more for the thread to stop.
+        The waits run in a worker thread against the real clock, because the database is
+        real even when trio's clock is not (``autojump_clock``).
+
+        Cancellation: shielded and bounded (as above).
+        """
+        if self._state in ("closing", "closed"):
+            return
+        if self._state == "new":
+            self._close()
+            return
+        self._state = "closing"
+        self._progress.unpark_all()  # write_ahead waiting for room now refuses
+        with trio.CancelScope(shield=True):
+            flushed = await self._drain(deadline=time.monotonic() + _CLOSE_FLUSH)
+            stop = partial(self._writer.stop, self._busy_timeout + 1, abandon=not flushed)
+            ended = await trio.to_thread.run_sync(stop)
+        self._close(None if ended else "the writer thread did not stop")
+
+    async def _drain(self, *, deadline: float) -> bool:
+        while self._pending and self._writer_alive:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            wait = partial(self._writer.wait_committed, self._next_seq - 1, remaining)
+            await trio.to_thread.run_sync(wait)
+        return self._pending == 0
+
+    def _close(self, problem: str | None = None) -> None:
+        self._state = "closed"
+        self._progress.unpark_all()
+        if problem is not None:
+            logger.error("ledger %s: %s", self.path, problem)
+        if self._pending:
+            logger.error("ledger %s closed with %d ops not written", self.path, self._pending)
+
+    # -------------------------------------------------------------------- writes
+
+    async def write_ahead(self, record: AttemptRecord, *, price: Price | None) -> None:
+        """Insert ``record``'s row as ``in_flight`` and wait until it is committed.
+
+        Call it before the upstream call. The price is stored with the row, so recovery
+        can price the row's last checkpoint. A repeat for the same attempt changes nothing.
+
+        Raises:
+            ServiceUnavailable: the ledger is closing, closed, or SQLite refused the row.
+            RuntimeError: :meth:`start` was not awaited.
+
+        Cancellation: if cancelled while waiting for room (a locked database with a full
+        queue), nothing was queued. If cancelled while waiting for the commit, the row is
+        still committed later; settle it as usual (or recovery will).
+        """
+        if self._state == "new":
+            raise RuntimeError("Ledger.start() was not awaited")
+        while self._state == "running" and (self._overflow or self._writer.ops.full()):
+            await self._progress.park()
+        if self._state != "running":
+            raise ServiceUnavailable("the usage ledger is closed")
+        params = _row_params(record) | {
+            "outcome": "in_flight",
+            "owner": self.owner,
+            "price": _price_json(price),
+        }
+        op = self._enqueue(INSERT_SQL, params)
+        key = _key(record)
+        self._open[key] = record
+        self._remember(record)
+        if not self._durable:
+            await trio.lowlevel.checkpoint()
+            return
+        if not await self._wait_committed(op.seq) or op.error is not None:
+            self._open.pop(key, None)
+            raise ServiceUnavailable("the usage ledger cannot record new requests")
+
+    def checkpoint(self, record: AttemptRecord) -> None:
+        """Queue an update of the row's usage (and ``checkpoint_at``) while it is in flight.
+
+        Never blocks. A checkpoint of the same row still waiting in the queue is replaced,
+        not duplicated. Ignored once the record is settled.
+        """
+        key = _key(record)
+        if key in self._settled or self._state == "closed":
+            return
+        params = {
+            name: value
+            for name, value in record.as_json().items()
+            if name.endswith("_tokens") or name in ("request_id", "attempt", "usage_source")
+        }
+        params["checkpoint_at"] = utc_now()
+        queued = self._checkpoints.get(key)
+        if queued is not None and self._writer.replace_params(queued, params):
+            return
+        self._checkpoints[key] = self._enqueue(CHECKPOINT_SQL, params)
 
     def settle(self, record: AttemptRecord) -> bool:
-        """Settle ``record`` once; returns False (and changes nothing) if already settled."""
-        key = (record.request_id, record.attempt)
+        """Queue the row's final state (outcome, status, usage, cost, timings).
+
+        Never blocks. Settles once: in SQL the update only matches a row still
+        ``in_flight`` (RELIABILITY B7), so a settle repeated after a restart changes
+        nothing. Sets ``finished_at`` if the record has none, and logs the record as one
+        JSON line.
+
+        Returns:
+            False (and queues nothing) if this process already settled the record.
+
+        Raises:
+            ValueError: the record's outcome is still ``in_flight``.
+        """
+        if record.outcome == "in_flight":
+            raise ValueError("settle() needs the attempt's final outcome")
+        key = _key(record)
         if key in self._settled:
             return False
-        self._settled.add(key)
-        self._records[key] = record
+        self._mark_settled(key)
+        self._open.pop(key, None)
+        self._checkpoints.pop(key, None)
+        if record.finished_at is None:
+            record.finished_at = utc_now()
+        self._remember(record)
         logger.info(json.dumps(record.as_json(), separators=(",", ":")))
+        if self._state == "closed":
+            logger.error("ledger %s is closed: settle of %s not written", self.path, key)
+        else:
+            self._enqueue(SETTLE_SQL, _row_params(record))
         return True
+
+    def record_rejection(self, record: AttemptRecord) -> None:
+        """Queue a ``rejected`` row: a request refused before any upstream call.
+
+        Callers pass attempt 0, upstream ``""`` and the refusal's status (403, 429). Never
+        blocks; the outcome is set to ``rejected``. Dropped (and counted in
+        :meth:`statistics`) only when the overflow already holds a full queue's worth.
+        """
+        record.outcome = "rejected"
+        if record.finished_at is None:
+            record.finished_at = utc_now()
+        self._mark_settled(_key(record))
+        self._remember(record)
+        if self._state == "closed" or len(self._overflow) >= self._queue_size:
+            self._dropped += 1
+            if self._dropped % 1000 == 1:
+                logger.warning("ledger: %d rejection rows dropped (queue full)", self._dropped)
+            return
+        self._enqueue(INSERT_SQL, _row_params(record) | {"owner": self.owner, "price": None})
+
+    async def flush(self) -> None:
+        """Wait until every op queued before this call is committed.
+
+        Raises:
+            LedgerError: the writer stopped with those ops not written.
+            RuntimeError: :meth:`start` was not awaited.
+
+        Cancellation: nothing is lost; the ops are committed anyway.
+        """
+        if self._state == "new":
+            raise RuntimeError("Ledger.start() was not awaited")
+        await trio.lowlevel.checkpoint()
+        if not await self._wait_committed(self._next_seq - 1):
+            raise LedgerError(f"the ledger stopped with {self._pending} ops not written")
+
+    # ------------------------------------------------------------------ reading
 
     @property
     def records(self) -> list[AttemptRecord]:
-        """All records, in the order they were opened."""
+        """The most recent ``keep`` records (written ahead, settled or rejected), in the
+        order they were opened."""
         return list(self._records.values())
 
     def in_flight(self) -> list[AttemptRecord]:
-        """Records opened but not yet settled."""
-        return [r for k, r in self._records.items() if k not in self._settled]
+        """Records written ahead and not yet settled by this process."""
+        return list(self._open.values())
+
+    @property
+    def pending(self) -> int:
+        """Ops queued (or in the overflow) and not yet committed."""
+        return self._pending
+
+    def statistics(self) -> LedgerStatistics:
+        """Counters of the queue and the writer (see :class:`LedgerStatistics`)."""
+        return LedgerStatistics(
+            pending=self._pending,
+            overflow=len(self._overflow),
+            batches=self._batches,
+            committed_ops=self._committed_ops,
+            retries=self._retries,
+            dropped_rejections=self._dropped,
+        )
+
+    # ----------------------------------------------------------------- internals
+
+    def _enqueue(self, sql: str, params: dict[str, object]) -> Op:
+        op = Op(seq=self._next_seq, sql=sql, params=params)
+        self._next_seq += 1
+        self._pending += 1
+        if self._overflow or not self._offer(op):
+            self._overflow.append(op)  # keeps the order: nothing overtakes the overflow
+        return op
+
+    def _offer(self, op: Op) -> bool:
+        try:
+            self._writer.ops.put_nowait(op)
+        except queue.Full:
+            return False
+        return True
+
+    def _on_batch(self, batch: Batch | None) -> None:
+        """On the trio thread, after each committed batch (``None``: the writer stopped)."""
+        if batch is None:
+            self._writer_alive = False
+            if self._state == "running":
+                self._close("the writer thread stopped")
+        else:
+            self._committed_seq = batch.last_seq
+            self._pending -= batch.ops
+            self._batches += 1
+            self._committed_ops += batch.ops
+            self._retries += batch.retries
+            while self._overflow and self._offer(self._overflow[0]):
+                self._overflow.popleft()
+        self._progress.unpark_all()
+
+    async def _wait_committed(self, seq: int) -> bool:
+        while self._committed_seq < seq:
+            if self._state == "closed" or not self._writer_alive:
+                return False
+            await self._progress.park()
+        return True
+
+    def _remember(self, record: AttemptRecord) -> None:
+        self._records[_key(record)] = record
+        while len(self._records) > self._keep:
+            self._records.popitem(last=False)
+
+    def _mark_settled(self, key: _Key) -> None:
+        self._settled[key] = None
+        while len(self._settled) > max(self._keep, _SETTLED_MEMORY):
+            self._settled.popitem(last=False)
+
+
+def _call_soon(token: trio.lowlevel.TrioToken, callback: Callable[[_T], None], value: _T) -> None:
+    """Hand ``value`` to ``callback`` on the trio thread; from the writer thread, never
+    blocking. After the trio run has ended there is nobody left to tell."""
+    try:
+        token.run_sync_soon(callback, value)
+    except trio.RunFinishedError:
+        pass

@@ -39,6 +39,7 @@ import trio
 
 from ._asgi import Receive
 from ._attempts import Attempt, Attempts, Exchange
+from ._budgets import Budgets
 from ._config import StreamingConfig
 from ._errors import (
     GatewayError,
@@ -47,7 +48,7 @@ from ._errors import (
     UpstreamTimeout,
 )
 from ._http1 import UpstreamResponse
-from ._ledger import MemoryLedger
+from ._ledger import Ledger
 from ._protocol._error_bodies import ping_frame
 from ._protocol._sse import SSEEvent
 from ._protocol._tap import StreamTap, usage_from_body
@@ -57,6 +58,9 @@ logger = logging.getLogger("trio_gateway.relay")
 #: After the terminal event, how long the reader keeps reading the (normally already
 #: buffered) end of the HTTP body so the connection can be reused.
 _TAIL_GRACE: Final = 1.0
+#: Seconds between usage checkpoints of a long stream's in-flight ledger row (RELIABILITY I3:
+#: a crash loses at most one interval of output usage).
+_CHECKPOINT_INTERVAL: Final = 5.0
 
 
 class _Opened:
@@ -108,9 +112,9 @@ def forward_bytes(raw: bytes, events: list[SSEEvent], tap: StreamTap) -> bytes:
 class Relay:
     """Runs requests: the streaming task shape and the non-streaming path."""
 
-    def __init__(self, *, streaming: StreamingConfig, ledger: MemoryLedger) -> None:
+    def __init__(self, *, streaming: StreamingConfig, ledger: Ledger, budgets: Budgets) -> None:
         self._streaming = streaming
-        self._attempts = Attempts(streaming=streaming, ledger=ledger)
+        self._attempts = Attempts(streaming=streaming, ledger=ledger, budgets=budgets)
         self.drains_in_flight = 0
         self.streams_in_flight = 0
 
@@ -198,6 +202,8 @@ class Relay:
                 raw, events = decoder.feed(chunk)
                 if not raw:
                     continue
+                if now - attempt.checkpointed_at >= _CHECKPOINT_INTERVAL:
+                    self._attempts.checkpoint(attempt, now)
                 had_error = tap.error is not None
                 out = forward_bytes(raw, events, tap)
                 if tap.error is not None and not had_error:
@@ -358,12 +364,15 @@ class Relay:
                 ) as data_interval_deadline:
                     while not tap.finished:
                         chunk = await response.receive_some()
-                        data_interval_deadline.deadline = trio.current_time() + interval
+                        now = trio.current_time()
+                        data_interval_deadline.deadline = now + interval
                         if not chunk:
                             break
                         raw, events = decoder.feed(chunk)
                         for event in events:
                             tap.inspect(event, raw[event.start : event.end])
+                        if now - attempt.checkpointed_at >= _CHECKPOINT_INTERVAL:
+                            self._attempts.checkpoint(attempt, now)
             if tap.finished:
                 await _read_tail(response)
         except UpstreamError as error:

@@ -125,15 +125,24 @@ class Upstream:
         return headers
 
     async def send(
-        self, *, query: bytes, caller: Mapping[bytes, bytes], body: bytes, stream: bool
+        self,
+        *,
+        query: bytes,
+        caller: Mapping[bytes, bytes],
+        body: bytes,
+        stream: bool,
+        attempt_id: str,
     ) -> UpstreamResponse:
         """Send one request and wait for the response head.
 
+        ``attempt_id`` (``<request id>/<attempt>``) goes upstream as ``x-trio-gateway-attempt``,
+        so an upstream's logs can be joined with the ledger row by row.
+
         Cancellation: the connection is closed if cancelled before the head arrives.
         """
-        return await self.pool.send(
-            "POST", self.target(query), self.headers(caller, stream=stream), body
-        )
+        headers = self.headers(caller, stream=stream)
+        headers.append((b"x-trio-gateway-attempt", attempt_id.encode("ascii")))
+        return await self.pool.send("POST", self.target(query), headers, body)
 
     async def aclose(self) -> None:
         """Close idle pooled connections."""

@@ -585,6 +585,7 @@ _ALLOWED_UPSTREAM_HEADERS: Final = frozenset(
         "anthropic-beta",
         "x-api-key",
         "authorization",
+        "x-trio-gateway-attempt",
     }
 )
 
