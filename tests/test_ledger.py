@@ -627,3 +627,5 @@ async def test_schema_is_versioned_and_a_newer_one_is_refused(tmp_path: Path) ->
     with pytest.raises(LedgerError, match="newer"):
         await ledger.start()
     await ledger.aclose()
+    with pytest.raises(LedgerError, match="unable to open"):
+        await Ledger(str(tmp_path)).start()  # a directory

@@ -84,7 +84,7 @@ Outcome = Literal[
 
 #: Ops per transaction: one fsync per batch, and a bound on how long one batch holds the lock.
 _BATCH_SIZE: Final = 512
-#: Queued ops before settlements spill into the overflow (a few hundred bytes each).
+#: Queued ops before settlements spill into the overflow (an op is about 2 KB).
 _QUEUE_SIZE: Final = 100_000
 #: SQLite's own wait for a lock before the writer backs off and retries (seconds).
 _BUSY_TIMEOUT: Final = 5.0
@@ -234,7 +234,7 @@ class Ledger:
             queue_size=queue_size,
         )
         self._state: _State = "new"
-        self._writer_alive = False
+        self._started = self._writer_alive = False
         self._overflow: deque[Op] = deque()
         self._progress = trio.lowlevel.ParkingLot()  # woken after every batch and at close
         self._next_seq = 1
@@ -280,6 +280,7 @@ class Ledger:
         if isinstance(result[0], Exception):
             self._state, self._writer_alive = "closed", False
             raise LedgerError(f"cannot open the ledger at {self.path}: {result[0]}") from result[0]
+        self._started = True
         return result[0]
 
     async def aclose(self) -> None:
@@ -340,9 +341,9 @@ class Ledger:
         """
         if self._state == "new":
             raise RuntimeError("Ledger.start() was not awaited")
-        while self._state == "running" and (self._overflow or self._writer.ops.full()):
+        while self._is_writing() and (self._overflow or self._writer.ops.full()):
             await self._progress.park()
-        if self._state != "running":
+        if not self._is_writing():
             raise ServiceUnavailable("the usage ledger is closed")
         params = _row_params(record) | {
             "outcome": "in_flight",
@@ -495,7 +496,7 @@ class Ledger:
         """On the trio thread, after each committed batch (``None``: the writer stopped)."""
         if batch is None:
             self._writer_alive = False
-            if self._state == "running":
+            if self._state == "running" and self._started:
                 self._close("the writer thread stopped")
         else:
             self._committed_seq = batch.last_seq
@@ -506,6 +507,9 @@ class Ledger:
             while self._overflow and self._offer(self._overflow[0]):
                 self._overflow.popleft()
         self._progress.unpark_all()
+
+    def _is_writing(self) -> bool:
+        return self._state == "running" and self._writer_alive
 
     async def _wait_committed(self, seq: int) -> bool:
         while self._committed_seq < seq:

@@ -194,7 +194,9 @@ class Relay:
         secrets = attempt.upstream.secrets
         with trio.CancelScope(deadline=trio.current_time() + interval) as data_interval_deadline:
             while not tap.finished:
-                chunk = await response.receive_some()
+                chunk = await self._receive_or_checkpoint(attempt)
+                if chunk is None:
+                    continue
                 now = trio.current_time()
                 data_interval_deadline.deadline = now + interval
                 if not chunk:
@@ -202,8 +204,6 @@ class Relay:
                 raw, events = decoder.feed(chunk)
                 if not raw:
                     continue
-                if now - attempt.checkpointed_at >= _CHECKPOINT_INTERVAL:
-                    self._attempts.checkpoint(attempt, now)
                 had_error = tap.error is not None
                 out = forward_bytes(raw, events, tap)
                 if tap.error is not None and not had_error:
@@ -233,6 +233,24 @@ class Relay:
             raise UpstreamProtocolError("upstream ended the stream before its terminal event")
         to_writer.send_nowait(_END)
         await _read_tail(response)
+
+    async def _receive_or_checkpoint(self, attempt: Attempt) -> bytes | None:
+        """The next upstream bytes, or None after checkpointing the usage seen so far.
+
+        While usage changed since the last checkpoint, the read is bounded so that the
+        checkpoint happens within ``_CHECKPOINT_INTERVAL`` even if the upstream then goes
+        silent (RELIABILITY I3: a crash loses at most one interval). Cancel-safe:
+        ``receive_some`` consumes nothing when cancelled.
+        """
+        response = attempt.response
+        assert response is not None
+        if attempt.checkpoint_events == attempt.tap.events:
+            return await response.receive_some()
+        with trio.move_on_at(attempt.checkpointed_at + _CHECKPOINT_INTERVAL) as checkpoint_due:
+            return await response.receive_some()
+        if checkpoint_due.cancelled_caught:
+            self._attempts.checkpoint(attempt, trio.current_time())
+        return None
 
     async def _write_client(
         self, ex: Exchange, from_reader: trio.MemoryReceiveChannel[WriterMessage]
@@ -363,16 +381,15 @@ class Relay:
                     deadline=trio.current_time() + interval
                 ) as data_interval_deadline:
                     while not tap.finished:
-                        chunk = await response.receive_some()
-                        now = trio.current_time()
-                        data_interval_deadline.deadline = now + interval
+                        chunk = await self._receive_or_checkpoint(attempt)
+                        if chunk is None:
+                            continue
+                        data_interval_deadline.deadline = trio.current_time() + interval
                         if not chunk:
                             break
                         raw, events = decoder.feed(chunk)
                         for event in events:
                             tap.inspect(event, raw[event.start : event.end])
-                        if now - attempt.checkpointed_at >= _CHECKPOINT_INTERVAL:
-                            self._attempts.checkpoint(attempt, now)
             if tap.finished:
                 await _read_tail(response)
         except UpstreamError as error:
