@@ -12,7 +12,7 @@ from functools import partial
 import pytest
 import trio
 
-from tests.support import UPSTREAM_KEY, gateway_config
+from tests.support import ADMIN_TOKEN, UPSTREAM_KEY, gateway_config
 from trio_gateway._gateway import Gateway, open_gateway
 from trio_gateway._mock import CANARY_KEY
 from trio_gateway._server import serve_gateway
@@ -100,7 +100,7 @@ async def live() -> AsyncIterator[Live]:
 # --- RELIABILITY B10: no secret in any log line or ledger record, across the whole suite ---
 
 
-_SECRETS = (UPSTREAM_KEY, CANARY_KEY)
+_SECRETS = (UPSTREAM_KEY, CANARY_KEY, ADMIN_TOKEN)
 
 
 class _CaptureGatewayLogs(logging.Handler):

@@ -10,6 +10,8 @@ from trio_gateway._config import GatewayConfig, hash_key, parse_config
 
 #: The upstream key the gateway holds; it must never reach a caller, a log or a record.
 UPSTREAM_KEY: Final = "sk-upstream-CANARY-7d41f0c2b9"
+#: The admin bearer token of the test config.
+ADMIN_TOKEN: Final = "admin-CANARY-5c2e9a"
 #: The caller's key.
 CLIENT_KEY: Final = "sk-test-alice-key"
 PRICE: Final = {
@@ -43,6 +45,7 @@ def gateway_config(
     data: dict[str, object] = {
         "server": {"bind": "127.0.0.1:0", "graceful_timeout": 5.0},
         "ledger": {"path": ledger_path},
+        "admin": {"token_env": "ADMIN_TOKEN"},
         "streaming": dict(streaming or {}),
         "keys": [{"name": "alice", "sha256": hash_key(CLIENT_KEY), **(key or {})}],
         "upstreams": upstream,
@@ -63,7 +66,7 @@ def gateway_config(
             {"name": "demo", "upstreams": ["anthropic", "chat", "responses"], "price": PRICE},
         ],
     }
-    return parse_config(data, environ={"UPSTREAM_KEY": UPSTREAM_KEY})
+    return parse_config(data, environ={"UPSTREAM_KEY": UPSTREAM_KEY, "ADMIN_TOKEN": ADMIN_TOKEN})
 
 
 def sse_events(body: bytes) -> list[tuple[str | None, str]]:

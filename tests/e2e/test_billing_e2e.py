@@ -15,6 +15,7 @@ the ledger is a real file, read back from another connection with ``read_rows``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import time
@@ -148,6 +149,10 @@ class _WriteLock:
             connection.execute("ROLLBACK")
             self.released_at = time.perf_counter()
 
+    def released(self) -> float | None:
+        """When the lock was released (None: still held)."""
+        return self.released_at
+
 
 async def test_a_locked_database_does_not_delay_streaming_bytes(tmp_path: Path) -> None:
     # RELIABILITY L4 / I5: the ledger writes on its own thread; the trio side only queues.
@@ -180,13 +185,14 @@ async def test_a_locked_database_does_not_delay_streaming_bytes(tmp_path: Path) 
             # The whole stream went by under the lock, and its settle is still waiting.
             assert lock_taken.is_set()
             assert lock.acquired_at is not None
-            assert lock.released_at is None
+            assert lock.released() is None
             assert lock.acquired_at < ended_at
             assert ledger.pending >= 1
             (row,) = read_rows(str(db))  # WAL: readers are not blocked by the writer lock
             assert row["outcome"] == "in_flight"
-        assert lock.released_at is not None
-        assert ended_at < lock.released_at
+        released_at = lock.released()
+        assert released_at is not None
+        assert ended_at < released_at
         with trio.fail_after(10):
             await ledger.flush()
         (row,) = read_rows(str(db))
@@ -196,7 +202,7 @@ async def test_a_locked_database_does_not_delay_streaming_bytes(tmp_path: Path) 
     assert names.count("content_block_delta") == 30
     after_lock = [at for at in arrivals if at > lock.acquired_at]
     assert len(after_lock) >= 10  # most of the stream arrived while the lock was held
-    gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
     assert max(gaps) < 0.3, max(gaps)
     assert (row["outcome"], row["usage_source"]) == ("completed", "reported")
     assert tokens(row) == text_tokens("anthropic", 30)
@@ -246,10 +252,9 @@ async def test_twenty_callers_hanging_up_after_n_bytes_are_billed_in_full(
     # PEER-BUGS 21 (an abuse pattern: read part of the answer, hang up before the usage) and
     # 23: on real hypercorn, each such request is drained and billed its full usage.
     db = tmp_path / "ledger.db"
-    port_of = int
     ids: dict[str, Protocol] = {}
     async with live_on_file(db) as live:
-        port = port_of(live.url.rsplit(":", 1)[1])
+        port = int(live.url.rsplit(":", 1)[1])
 
         async def one(n: int) -> None:
             protocol = PROTOCOLS[n % 3]
@@ -282,8 +287,13 @@ async def _sdk_usage(url: str, protocol: Protocol, *, stream: bool) -> tuple[int
     """The usage the official SDK hands the caller for ``mock-thinking``, as ledger fields
     (Anthropic semantics: uncached input; OpenAI's prompt count includes cached tokens)."""
     model = "mock-thinking"
+    message: anthropic.types.Message
+    completion: openai.types.chat.ChatCompletion
+    response: openai.types.responses.Response
     if protocol == "anthropic":
-        async with anthropic.AsyncAnthropic(base_url=url, api_key=CLIENT_KEY) as client:
+        async with anthropic.AsyncAnthropic(
+            base_url=url, api_key=CLIENT_KEY, max_retries=0
+        ) as client:
             if stream:
                 async with client.messages.stream(
                     model=model, max_tokens=256, messages=ANTHROPIC_MESSAGES
@@ -308,7 +318,9 @@ async def _sdk_usage(url: str, protocol: Protocol, *, stream: bool) -> tuple[int
             a_usage.cache_creation.ephemeral_1h_input_tokens,
             0,  # the Messages API reports no separate thinking count
         )
-    async with openai.AsyncOpenAI(base_url=url + "/v1", api_key=CLIENT_KEY) as client:
+    async with openai.AsyncOpenAI(
+        base_url=url + "/v1", api_key=CLIENT_KEY, max_retries=0
+    ) as client:
         if protocol == "openai-chat":
             if stream:
                 async with client.chat.completions.stream(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import signal
@@ -93,11 +94,14 @@ def test_create_app_reads_the_config_named_by_the_environment(tmp_path: Path) ->
 
 async def test_serve_runs_the_shipped_config_and_stops_on_sigterm(tmp_path: Path) -> None:
     gateway_port, mock_port = _free_port(), _free_port()
+    db = tmp_path / "ledger.db"
     config = (
         SHIPPED.read_text()
         .replace("127.0.0.1:8080", f"127.0.0.1:{gateway_port}")
         .replace("127.0.0.1:8081", f"127.0.0.1:{mock_port}")
+        .replace('path = "trio-gateway.db"', f'path = "{db}"')
     )
+    assert str(db) in config
     path = tmp_path / "config.toml"
     path.write_text(config)
     process = await trio.lowlevel.open_process(
@@ -129,6 +133,18 @@ async def test_serve_runs_the_shipped_config_and_stops_on_sigterm(tmp_path: Path
         with trio.fail_after(20):
             code = await process.wait()
         assert code == 0
+        # The ledger row the request left, through the CLI, both forms.
+        as_json = _cli("usage", "--config", str(path), "--json")
+        assert as_json.returncode == 0, as_json.stderr
+        [row] = [json.loads(line) for line in as_json.stdout.splitlines()]
+        assert (row["key"], row["model"], row["outcome"]) == ("demo", "demo", "completed")
+        assert row["cache_read_tokens"] == 100
+        table = _cli("usage", "--config", str(path), "--key", "demo", "--since", "2020-01-01")
+        assert table.returncode == 0, table.stderr
+        assert "demo" in table.stdout
+        assert row["cost_usd"] in table.stdout
+        bad = _cli("usage", "--config", str(path), "--since", "last tuesday")
+        assert bad.returncode == 2
     finally:
         if process.returncode is None:
             process.kill()
