@@ -209,6 +209,54 @@ async def test_a_locked_database_does_not_delay_streaming_bytes(tmp_path: Path) 
     assert cost(row) == Decimal("0.00069")  # 240 + 30 × 15 µ$
 
 
+async def test_a_locked_database_does_not_delay_a_stream_across_a_checkpoint(
+    tmp_path: Path,
+) -> None:
+    # RELIABILITY I3 + L4: the in-flight row is checkpointed every 5 s; a checkpoint due
+    # while another connection holds the write lock is queued, never waited for.
+    db = tmp_path / "ledger.db"
+    lock = _WriteLock(db, seconds=2.0)
+    arrivals: list[float] = []
+    pending_under_lock: list[int] = []
+    async with live_on_file(db) as live:
+        ledger = live.gateway.ledger
+        request = body("anthropic", "mock-text:tokens=30,interval=0.2")  # about 7 s
+        async with (
+            httpx.AsyncClient(timeout=30.0) as http,
+            trio.open_nursery() as nursery,
+            http.stream(
+                "POST", live.url + PATHS["anthropic"], json=request,
+                headers=caller_headers("anthropic"),
+            ) as response,
+        ):  # fmt: skip
+            assert response.status_code == 200
+            async for _ in response.aiter_raw():
+                now = time.perf_counter()
+                arrivals.append(now)
+                if len(nursery.child_tasks) == 0 and now - arrivals[0] >= 4.0:
+                    if lock.acquired_at is None:
+                        nursery.start_soon(partial(trio.to_thread.run_sync, lock.hold, _nothing))
+                elif lock.released() is None and now - arrivals[0] > 5.5:
+                    pending_under_lock.append(ledger.pending)
+        released_at = lock.released()
+        assert lock.acquired_at is not None
+        assert released_at is not None
+        with trio.fail_after(10):
+            await ledger.flush()
+        (row,) = read_rows(str(db))
+    assert lock.acquired_at - arrivals[0] < 4.5
+    assert released_at - arrivals[0] > 6.0  # the 5 s checkpoint fell inside the lock
+    assert pending_under_lock
+    assert max(pending_under_lock) >= 1  # the checkpoint was queued behind the lock
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+    assert max(gaps) < 0.5, max(gaps)
+    assert (row["outcome"], tokens(row)) == ("completed", text_tokens("anthropic", 30))
+
+
+def _nothing() -> None:
+    return None
+
+
 # --- PEER-BUGS 21 on real sockets --------------------------------------------------------------
 
 
