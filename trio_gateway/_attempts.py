@@ -9,12 +9,13 @@ over from).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Final
 
 import trio
 
 from ._asgi import Reply
-from ._budgets import Budgets, Reservation
+from ._budgets import Budgets, Reservation, window_start
 from ._config import KeyConfig, ModelConfig, StreamingConfig
 from ._errors import (
     GatewayError,
@@ -267,8 +268,11 @@ class Attempts:
                 record.ttft_ms = (ex.first_content_at - ex.started) * 1000
             record.finished_at = utc_now()
             if self._ledger.settle(record) and ex.reservation and record.cost_usd:
-                reservation = ex.reservation
-                self._budgets.add_spent(reservation.key, reservation.window, record.cost_usd)
+                # The window of the row's own start, the rule the ledger sums by (an attempt
+                # that starts after midnight belongs to the new day, whenever it was admitted).
+                key = ex.plan.key
+                window = window_start(key.budget_period, datetime.fromisoformat(record.started_at))
+                self._budgets.add_spent(key.name, window, record.cost_usd)
 
     def checkpoint(self, attempt: Attempt, now: float) -> None:
         """Record the usage seen so far on the in-flight row (RELIABILITY I3), so a crash

@@ -4,14 +4,15 @@ Theory of operation (RELIABILITY I7). A key's budget applies to a window: the cu
 day, the current UTC month, or all time (``budget_period``). Each window keeps two exact
 amounts: ``spent`` (settled costs: loaded from the ledger the first time the window is used,
 then increased by every settle in this process) and ``reserved`` (the estimates of requests
-admitted but not finished). A request is admitted only while ``spent + reserved < budget``,
-and its estimate is reserved at once, before any await; so concurrent admissions can never
-all see the same remaining budget. When the request ends, its reservation is released; the
+admitted but not finished). A request is admitted only if ``spent + reserved + estimate <=
+budget``, and its estimate is reserved at once, before any await; so concurrent admissions
+can never all see the same remaining budget. When the request ends, its reservation is released; the
 real cost of each of its attempts was already added to ``spent`` as the attempt settled.
 
 Bound: while every reservation is at least its request's real cost (see
-``_BYTES_PER_TOKEN``), the budget is exceeded by at most one reservation: the last request
-admitted while some budget remained.
+``_BYTES_PER_TOKEN``), spend never passes the budget; a real cost above its reservation (an
+OpenAI request with no output limit that writes more than the default reservation) can pass
+it by that difference, once per such request.
 
 All arithmetic is on ``Decimal``; nothing here touches the database: the caller passes a
 loader (run off the trio thread) for a window's spend so far.
@@ -65,6 +66,11 @@ def estimate_cost(model: ModelConfig, *, body_bytes: int, max_output_tokens: int
         output_tokens=max_output_tokens or DEFAULT_RESERVED_OUTPUT_TOKENS,
     )
     return cost_usd(usage, model.price)
+
+
+def _usd(amount: Decimal) -> str:
+    """An amount in plain notation (``Decimal.normalize`` alone gives ``1E+3``)."""
+    return format(amount.normalize(), "f")
 
 
 @dataclass(slots=True)
@@ -121,13 +127,15 @@ class Budgets:
             return None
         start = window_start(key.budget_period, now or datetime.now(UTC))
         window = await self._window(key.name, start)
-        # No await between the check and the reservation: admission is atomic.
-        if window.spent + window.reserved >= key.budget_usd:
+        # No await between the check and the reservation: admission is atomic. The request's
+        # own reservation must fit, so one request with a huge output limit cannot take the
+        # window past its budget.
+        if window.spent + window.reserved + estimate > key.budget_usd:
             period = {"day": "daily", "month": "monthly", "total": "total"}[key.budget_period]
             raise RateLimited(
-                f"key '{key.name}' has used its {period} budget of "
-                f"${key.budget_usd} (spent ${window.spent.normalize()}, "
-                f"${window.reserved.normalize()} reserved by requests in flight)"
+                f"key '{key.name}': this request (up to ${_usd(estimate)}) does not fit in "
+                f"its {period} budget of ${_usd(key.budget_usd)} (spent ${_usd(window.spent)}, "
+                f"${_usd(window.reserved)} reserved by requests in flight)"
             )
         window.reserved += estimate
         return Reservation(key=key.name, window=start, amount=estimate)

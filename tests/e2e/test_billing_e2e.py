@@ -34,7 +34,7 @@ import pytest
 import trio
 
 from tests.conftest import Live, assert_no_secret_in_records
-from tests.e2e._sdk import ANTHROPIC_MESSAGES, MESSAGES, OPENAI_SDK_WARNINGS, PROMPT
+from tests.e2e._sdk import ANTHROPIC_MESSAGES, MESSAGES, PROMPT, SDK_WARNINGS
 from tests.support import CLIENT_KEY, UPSTREAM_KEY, gateway_config, sse_events
 from trio_gateway._gateway import Gateway
 from trio_gateway._ledger import read_rows
@@ -42,7 +42,7 @@ from trio_gateway._mock import MockUpstream
 from trio_gateway._protocol._names import Protocol
 from trio_gateway._server import serve_gateway
 
-pytestmark = [pytest.mark.slow, OPENAI_SDK_WARNINGS]
+pytestmark = [pytest.mark.slow, SDK_WARNINGS]
 
 PATHS: Final[dict[Protocol, str]] = {
     "anthropic": "/v1/messages",

@@ -29,14 +29,14 @@ import pytest
 import trio
 
 from tests.conftest import Live, start_live
-from tests.e2e._sdk import ANTHROPIC_MESSAGES, MESSAGES, OPENAI_SDK_WARNINGS, PROMPT, TEXT
+from tests.e2e._sdk import ANTHROPIC_MESSAGES, MESSAGES, PROMPT, SDK_WARNINGS, TEXT
 from tests.support import CLIENT_KEY, UPSTREAM_KEY, gateway_config, sse_events
 from trio_gateway._gateway import Gateway
 from trio_gateway._ledger import AttemptRecord
 from trio_gateway._mock import CANARY_KEY, REDIRECT_LOCATION, MockRequest, MockUpstream
 from trio_gateway._server import serve_gateway
 
-pytestmark = OPENAI_SDK_WARNINGS
+pytestmark = SDK_WARNINGS
 ANTHROPIC_PING: Final = b'event: ping\ndata: {"type": "ping"}\n\n'
 OPENAI_KEEPALIVE: Final = b": keepalive\n\n"
 _MOCK_ID: Final = re.compile(rb"mock\d{8}")

@@ -23,11 +23,11 @@ import trio
 from openai.types.chat import ChatCompletionStreamOptionsParam
 
 from tests.conftest import Live
-from tests.e2e._sdk import ANTHROPIC_MESSAGES, MESSAGES, OPENAI_SDK_WARNINGS, PROMPT, TEXT
+from tests.e2e._sdk import ANTHROPIC_MESSAGES, MESSAGES, PROMPT, SDK_WARNINGS, TEXT
 from tests.support import CLIENT_KEY, UPSTREAM_KEY, sse_events
 from trio_gateway._ledger import AttemptRecord
 
-pytestmark = OPENAI_SDK_WARNINGS
+pytestmark = SDK_WARNINGS
 #: The mock's three tool-scenario text deltas, joined.
 TOOLS_TEXT: Final = "Hello from the"
 TOOL_ARGUMENTS: Final = '{"city": "Paris"}'
