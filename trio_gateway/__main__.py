@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import trio
 
-from ._config import describe_config, hash_key, load_config
+from ._config import describe_config, hash_key, load_config, load_ledger_config
 from ._errors import ConfigError
 from ._mock import MockUpstream
 from ._server import serve
@@ -58,18 +58,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             mock = MockUpstream(interval=args.interval)
             trio.run(lambda: mock.serve(host="127.0.0.1", port=args.port))
             return 0
-        config = load_config(args.config)
         if args.command == "usage":
+            ledger = load_ledger_config(args.config)  # no upstream secrets needed to read it
             try:
                 sys.stdout.write(
-                    run_usage(
-                        config.ledger.path, key=args.key, since=args.since, as_json=args.as_json
-                    )
+                    run_usage(ledger.path, key=args.key, since=args.since, as_json=args.as_json)
                 )
             except (FileNotFoundError, ValueError) as error:
                 print(f"trio-gateway: {error}", file=sys.stderr)  # ruff: ignore[print]
                 return 2
             return 0
+        config = load_config(args.config)
         if args.command == "check-config":
             print(describe_config(config))  # ruff: ignore[print]
             return 0

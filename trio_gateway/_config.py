@@ -894,6 +894,22 @@ def _referenced_secrets(value: object, environ: Mapping[str, str]) -> Iterator[s
             yield from _referenced_secrets(item, environ)
 
 
+def _read_toml(path: str | os.PathLike[str]) -> dict[str, object]:
+    shown = os.fspath(path)
+    try:
+        with open(path, "rb") as file:
+            return tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError(f"{shown}: config file not found") from None
+    except OSError as error:
+        raise ConfigError(f"{shown}: cannot read the config file ({error.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{shown}: the config file is not UTF-8") from None
+    except tomllib.TOMLDecodeError as error:
+        # tomllib's messages name keys and positions, never values.
+        raise ConfigError(f"{shown}: TOML syntax error: {error}") from None
+
+
 def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
     """Read a TOML config file and resolve its secrets from ``os.environ``.
 
@@ -907,20 +923,18 @@ def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
         ConfigError: the file cannot be read, is not valid TOML (the message gives the path,
             line and column), or fails validation (see :func:`parse_config`).
     """
-    shown = os.fspath(path)
-    try:
-        with open(path, "rb") as file:
-            data = tomllib.load(file)
-    except FileNotFoundError:
-        raise ConfigError(f"{shown}: config file not found") from None
-    except OSError as error:
-        raise ConfigError(f"{shown}: cannot read the config file ({error.strerror})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{shown}: the config file is not UTF-8") from None
-    except tomllib.TOMLDecodeError as error:
-        # tomllib's messages name keys and positions, never values.
-        raise ConfigError(f"{shown}: TOML syntax error: {error}") from None
-    return parse_config(data, environ=os.environ)
+    return parse_config(_read_toml(path), environ=os.environ)
+
+
+def load_ledger_config(path: str | os.PathLike[str]) -> LedgerConfig:
+    """Only the ``[ledger]`` section of a config file, validated, with no secret resolved:
+    reading the ledger (``trio-gateway usage``) must not need the upstream keys.
+
+    Raises:
+        ConfigError: the file cannot be read or its ``[ledger]`` section is invalid.
+    """
+    data = _read_toml(path)
+    return _ledger(_Table(data.get("ledger", {}), "ledger", LedgerConfig))
 
 
 # --- the summary for `trio-gateway check-config` -------------------------------------------

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -151,3 +152,25 @@ async def test_serve_runs_the_shipped_config_and_stops_on_sigterm(tmp_path: Path
             await process.wait()
         if process.stderr is not None:
             await process.stderr.aclose()
+
+
+def test_usage_needs_no_upstream_secret(tmp_path: Path) -> None:
+    """Reading the ledger must work where the upstream keys are not set (an operator's laptop,
+    a cron job): only [ledger] is read, no secret is resolved."""
+    db = tmp_path / "ledger.db"
+    config = tmp_path / "production.toml"
+    config.write_text(
+        SHIPPED.read_text().replace('path = "trio-gateway.db"', f'path = "{db}"')
+        + '\n[[upstreams]]\nname = "real"\nprotocol = "anthropic"\n'
+        'base_url = "https://api.anthropic.com"\napi_key_env = "UNSET_UPSTREAM_KEY_FOR_TEST"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if k != "UNSET_UPSTREAM_KEY_FOR_TEST"}
+    assert _cli("check-config", "--config", str(config), env=env).returncode == 2
+    missing = _cli("usage", "--config", str(config), env=env)
+    assert missing.returncode == 2  # no database yet: a clear error, not a config error
+    assert "ledger database not found" in missing.stderr
+    connection = sqlite3.connect(db)
+    connection.execute("CREATE TABLE placeholder(x)")  # an existing database, no ledger yet
+    connection.close()
+    empty = _cli("usage", "--config", str(config), "--json", env=env)
+    assert (empty.returncode, empty.stdout) == (0, "")
