@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from typing import Final
 
 from trio_gateway._config import GatewayConfig, hash_key, parse_config
+from trio_gateway._protocol._names import Protocol
+from trio_gateway.testing import AsgiResponse
 
 #: The upstream key the gateway holds; it must never reach a caller, a log or a record.
 UPSTREAM_KEY: Final = "sk-upstream-CANARY-7d41f0c2b9"
@@ -95,3 +97,31 @@ def json_events(body: bytes) -> list[dict[str, object]]:
             assert isinstance(loaded, dict)
             result.append(loaded)
     return result
+
+
+def content_deltas(protocol: Protocol, chunk: bytes) -> int:
+    """How many text deltas a body chunk carries (each write holds whole SSE events)."""
+    count = 0
+    for name, data in sse_events(chunk):
+        if data == "[DONE]":
+            continue
+        obj = json.loads(data)
+        match protocol:
+            case "anthropic":
+                count += name == "content_block_delta"
+            case "openai-chat":
+                choices = obj.get("choices") or [{}]
+                count += bool(choices[0].get("delta", {}).get("content"))
+            case "openai-responses":
+                count += name == "response.output_text.delta"
+    return count
+
+
+async def read_until_deltas(resp: AsgiResponse, protocol: Protocol, wanted: int) -> int:
+    """Read chunks until at least ``wanted`` text deltas have arrived; returns how many did."""
+    seen = 0
+    while seen < wanted:
+        chunk = await resp.next_chunk()
+        assert chunk is not None, "the stream ended early"
+        seen += content_deltas(protocol, chunk)
+    return seen

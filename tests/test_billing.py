@@ -47,7 +47,14 @@ import trio
 import trio.testing
 
 from tests.conftest import assert_no_secret_in_records
-from tests.support import CLIENT_KEY, PRICE, gateway_config, sse_events
+from tests.support import (
+    CLIENT_KEY,
+    PRICE,
+    content_deltas,
+    gateway_config,
+    read_until_deltas,
+    sse_events,
+)
 from trio_gateway import _budgets
 from trio_gateway._budgets import window_start
 from trio_gateway._gateway import Gateway, open_gateway
@@ -164,32 +171,6 @@ async def post(
         "POST", PATHS[protocol], json=body(protocol, model, stream=stream, limit=limit),
         headers=auth(protocol),
     )  # fmt: skip
-
-
-def content_deltas(protocol: Protocol, chunk: bytes) -> int:
-    """How many text deltas a body chunk carries (each write holds whole SSE events)."""
-    count = 0
-    for name, data in sse_events(chunk):
-        if data == "[DONE]":
-            continue
-        obj = json.loads(data)
-        match protocol:
-            case "anthropic":
-                count += name == "content_block_delta"
-            case "openai-chat":
-                choices = obj.get("choices") or [{}]
-                count += bool(choices[0].get("delta", {}).get("content"))
-            case "openai-responses":
-                count += name == "response.output_text.delta"
-    return count
-
-
-async def read_until_deltas(resp: AsgiResponse, protocol: Protocol, wanted: int) -> None:
-    seen = 0
-    while seen < wanted:
-        chunk = await resp.next_chunk()
-        assert chunk is not None, "the stream ended early"
-        seen += content_deltas(protocol, chunk)
 
 
 @contextmanager

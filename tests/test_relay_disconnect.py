@@ -15,7 +15,6 @@ precisely between two upstream events. What the mock records (``outcome``,
 from __future__ import annotations
 
 import gc
-import json
 import logging
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
@@ -26,6 +25,7 @@ import trio
 import trio.testing
 
 from tests.conftest import GatewayFactory
+from tests.support import read_until_deltas as read_deltas
 from tests.support import sse_events
 from tests.test_relay_stream import (
     ANTHROPIC_START_USAGE,
@@ -59,34 +59,6 @@ FRAMING_EVENTS: Final[Mapping[Protocol, int]] = {
 def stream_events(protocol: Protocol, tokens: int) -> int:
     """Events the mock sends for a whole ``text:tokens=<tokens>`` stream."""
     return tokens + FRAMING_EVENTS[protocol]
-
-
-def content_deltas(protocol: Protocol, chunk: bytes) -> int:
-    """How many text deltas a body chunk carries."""
-    count = 0
-    for name, data in sse_events(chunk):
-        if data == "[DONE]":
-            continue
-        obj = json.loads(data)
-        match protocol:
-            case "anthropic":
-                count += name == "content_block_delta"
-            case "openai-chat":
-                choices = obj.get("choices") or [{}]
-                count += bool(choices[0].get("delta", {}).get("content"))
-            case "openai-responses":
-                count += name == "response.output_text.delta"
-    return count
-
-
-async def read_until_deltas(resp: AsgiResponse, protocol: Protocol, wanted: int) -> None:
-    """Read chunks until ``wanted`` text deltas have arrived."""
-    seen = 0
-    while seen < wanted:
-        chunk = await resp.next_chunk()
-        assert chunk is not None, "the stream ended early"
-        seen += content_deltas(protocol, chunk)
-    assert seen == wanted
 
 
 async def read_chunks(resp: AsgiResponse, count: int) -> None:
@@ -557,3 +529,8 @@ async def test_server_cancel_is_not_logged_as_an_unhandled_error(
     caplog.clear()  # captured tracebacks keep the request's objects alive
     gc.collect()
     assert errors == []
+
+
+async def read_until_deltas(resp: AsgiResponse, protocol: Protocol, wanted: int) -> None:
+    """Read chunks until exactly ``wanted`` text deltas have arrived (one per chunk here)."""
+    assert await read_deltas(resp, protocol, wanted) == wanted
