@@ -75,8 +75,6 @@ class Attempt:
     body_usage: tuple[Usage, UsageSource] | None = None
     settled: bool = False
     checkpointed_at: float = 0.0
-    #: ``tap.events`` at the last checkpoint: the usage is unchanged while equal.
-    checkpoint_events: int = 0
 
     @property
     def usage(self) -> Usage:
@@ -278,7 +276,6 @@ class Attempts:
         """Record the usage seen so far on the in-flight row (RELIABILITY I3), so a crash
         loses at most one interval. Never blocks."""
         attempt.checkpointed_at = now
-        attempt.checkpoint_events = attempt.tap.events
         record = attempt.record
         record.usage = replace(attempt.usage)
         record.usage_source = attempt.usage_source

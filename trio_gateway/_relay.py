@@ -244,7 +244,7 @@ class Relay:
         """
         response = attempt.response
         assert response is not None
-        if attempt.checkpoint_events == attempt.tap.events:
+        if attempt.usage == attempt.record.usage:  # the row already has this usage
             return await response.receive_some()
         with trio.move_on_at(attempt.checkpointed_at + _CHECKPOINT_INTERVAL) as checkpoint_due:
             return await response.receive_some()
