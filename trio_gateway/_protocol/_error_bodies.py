@@ -24,7 +24,6 @@ Invariants:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Final, assert_never
 
@@ -46,6 +45,9 @@ from trio_gateway._errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from trio_gateway._protocol._frames import dumps as _dumps
+from trio_gateway._protocol._frames import encode as _encode
+from trio_gateway._protocol._frames import json_event as _frame
 from trio_gateway._protocol._names import Protocol
 
 __all__ = [
@@ -138,15 +140,6 @@ _REQUEST_ID_HEADER: Final[Mapping[Protocol, bytes]] = {
 _MAX_REQUEST_ID_CHARS: Final = 128
 # Longest header value passed through from an error (retry-after & co.); an HTTP date is 29.
 _MAX_HEADER_VALUE_CHARS: Final = 64
-
-# A few characters json.dumps(ensure_ascii=False) leaves raw that ``str.splitlines()``-based
-# SSE parsers treat as line breaks (RELIABILITY.md finding 8). Escaping them keeps the JSON
-# identical after parsing.
-_LINE_BREAK_ESCAPES: Final[Mapping[int, str]] = {
-    0x85: "\\u0085",
-    0x2028: "\\u2028",
-    0x2029: "\\u2029",
-}
 
 
 def anthropic_error_type(status: int) -> str:
@@ -412,21 +405,3 @@ def _header_value(value: str | None) -> bytes | None:
     if not all(" " <= ch <= "~" for ch in value):
         return None
     return value.encode("ascii")
-
-
-def _dumps(obj: Mapping[str, object]) -> str:
-    # protocols.md §4.6: compact, single-line JSON; JSON escaping keeps CR/LF out.
-    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-    return text.translate(_LINE_BREAK_ESCAPES)
-
-
-def _encode(text: str) -> bytes:
-    # Only a lone surrogate cannot be encoded; json.dumps leaves it inside a string literal,
-    # where "backslashreplace" writes it as the equivalent JSON escape ("\ud800").
-    return text.encode("utf-8", "backslashreplace")
-
-
-def _frame(event: str | None, data: Mapping[str, object]) -> bytes:
-    # protocols.md §4.6: `event:` (when named) + one `data:` line + blank line, LF only.
-    head = f"event: {event}\n" if event is not None else ""
-    return _encode(f"{head}data: {_dumps(data)}\n\n")
