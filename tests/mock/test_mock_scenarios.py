@@ -486,9 +486,80 @@ def test_routing_errors() -> None:
     assert go("GET", "/v1/messages", b"").status == 405
     assert go("POST", "/v1/messages", b"{bad").status == 400
     assert go("POST", "/v1/messages", b'{"model":"mock-nope"}').status == 400
-    assert go("POST", "/v1/responses", b"{}", need="k").status == 401
-    assert go("POST", "/v1/responses", b"{}", need="k", key="k").status == 200
+    minimal = b'{"model": "mock", "input": "Hi"}'  # the real API needs a model
+    assert go("POST", "/v1/responses", minimal, need="k").status == 401
+    assert go("POST", "/v1/responses", minimal, need="k", key="k").status == 200
     models = go("GET", "/v1/models?limit=5", b"")
     assert body_of(models)["object"] == "list"
     unknown = body_of(go("POST", "/v1/messages", b'{"model":"mock-nope"}'))
     assert dig(unknown, "error", "type") == "invalid_request_error"
+
+
+# --- reasoning as non-Anthropic upstreams carry it ------------------------------------------
+
+
+def test_chat_stream_carries_reasoning_content_before_the_text() -> None:
+    script = script_for("thinking", "openai-chat")
+    chunks = [e.json() for e in parse_sse(wire(script))[:-1]]
+    deltas = [dig(chunk, "choices", 0, "delta") for chunk in chunks if chunk["choices"]]
+    kinds = [next(iter(d)) if isinstance(d, dict) and d else "" for d in deltas]
+    first_text = kinds.index("content", 1)
+    assert kinds[0] == "role"
+    assert kinds[1:first_text] == ["reasoning_content"] * 4
+    assert "reasoning_content" not in kinds[first_text:]
+    pieces = [dig(delta, "reasoning_content") for delta in deltas[1:first_text]]
+    assert "".join(str(piece) for piece in pieces) == THINKING
+    assert reassemble("openai-chat", wire(script)).text == TEXT8  # invariants still hold
+
+
+def test_chat_body_carries_reasoning_content() -> None:
+    message = dig(body_of(script_for("thinking", "openai-chat", stream=False)), "choices", 0)
+    assert dig(message, "message", "reasoning_content") == THINKING
+    assert dig(message, "message", "content") == TEXT8
+    plain = dig(body_of(script_for("text", "openai-chat", stream=False)), "choices", 0, "message")
+    assert isinstance(plain, dict)
+    assert "reasoning_content" not in plain
+    raw = wire(script_for("tools", "openai-chat"))
+    assert b"reasoning_content" not in raw
+
+
+def responses_script(*, stream: bool, include: list[str] | None) -> Script:
+    body: dict[str, object] = {"model": "mock-thinking", "input": "Hi", "stream": stream}
+    if include is not None:
+        body["include"] = include
+    plan = parse_scenario("thinking")
+    return answer_script(
+        plan, dialect="openai-responses", number=7, body=body, headers=[], default_interval=0
+    )
+
+
+@pytest.mark.parametrize(
+    ("include", "expected"),
+    [
+        (["reasoning.encrypted_content"], "enc_rs_mock00000007"),
+        (["message.output_text.logprobs", "reasoning.encrypted_content"], "enc_rs_mock00000007"),
+        (["message.output_text.logprobs"], None),
+        (None, None),
+    ],
+)
+def test_responses_encrypted_content_only_when_included(
+    include: list[str] | None, expected: str | None
+) -> None:
+    events = parse_sse(wire(responses_script(stream=True, include=include)))
+    check_responses(events)
+    payloads = [event.json() for event in events]
+    items = {
+        str(p["type"]): dig(p, "item")
+        for p in payloads
+        if str(p["type"]).startswith("response.output_item.")
+        and dig(p, "item", "type") == "reasoning"
+    }
+    final = dig(payloads[-1], "response", "output", 0)
+    body = dig(body_of(responses_script(stream=False, include=include)), "output", 0)
+    for done in (items["response.output_item.done"], final, body):
+        assert isinstance(done, dict)
+        assert done.get("encrypted_content") == expected
+        assert done["summary"] == [{"type": "summary_text", "text": THINKING}]
+    added = items["response.output_item.added"]
+    assert isinstance(added, dict)
+    assert "encrypted_content" not in added

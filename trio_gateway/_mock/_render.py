@@ -71,6 +71,8 @@ _WORDS: Final = (
     "!",
 )
 _FILLER: Final = "lorem ipsum dolor sit amet "
+# The Responses ``include`` value that adds ``encrypted_content`` to reasoning items (§3.6).
+_ENCRYPTED_REASONING: Final = "reasoning.encrypted_content"
 _CUMULATIVE_OUTPUT: Final = 40
 _HIDDEN_HEADERS: Final = frozenset({"authorization", "x-api-key", "proxy-authorization", "cookie"})
 _BULKY_FIELDS: Final = frozenset({"messages", "input", "system", "instructions", "tools"})
@@ -121,6 +123,8 @@ class Answer:
         stop: why the answer ended.
         usage: the token counts.
         include_usage: whether a Chat client asked for ``stream_options.include_usage``.
+        include_encrypted_reasoning: whether a Responses client asked for
+            ``include: ["reasoning.encrypted_content"]``.
     """
 
     number: int
@@ -132,6 +136,7 @@ class Answer:
     stop: StopKind
     usage: Usage
     include_usage: bool
+    include_encrypted_reasoning: bool = False
 
     def ident(self, prefix: str) -> str:
         """A deterministic id such as ``msg_mock00000007`` for this request."""
@@ -201,6 +206,7 @@ def build_answer(
     if plan.has("zero_usage"):
         usage = Usage(0, 0, 0, 0, 0, 0)
     stream_options = request.get("stream_options")
+    include = request.get("include")
     return Answer(
         number=number,
         model=model if isinstance(model, str) else "mock",
@@ -212,6 +218,7 @@ def build_answer(
         usage=usage,
         include_usage=isinstance(stream_options, dict)
         and stream_options.get("include_usage") is True,
+        include_encrypted_reasoning=isinstance(include, list) and _ENCRYPTED_REASONING in include,
     )
 
 

@@ -4,6 +4,10 @@ Stream invariants (what the openai stream helper requires, §2.4):
     * data-only events, every chunk has ``object: "chat.completion.chunk"``;
     * ``role`` only in the first chunk; a tool call's ``id``/``type``/``name`` only in its
       first delta, later deltas carry only argument fragments;
+    * reasoning (the ``thinking`` scenario) streams as ``delta.reasoning_content`` pieces,
+      as DeepSeek- and vLLM-compatible upstreams send it (not OpenAI: protocols.md §5.6),
+      all of them after the role chunk and before the first content delta; a body carries
+      the full text in ``message.reasoning_content``;
     * the finish chunk has an empty ``delta`` and the ``finish_reason``;
     * a usage chunk (``choices: []``) only when the request asked for
       ``stream_options.include_usage``, as the last chunk before ``data: [DONE]``; while it
@@ -54,13 +58,15 @@ def chat_body(answer: Answer) -> dict[str, object]:
     if answer.tool_args:
         function = {"name": TOOL_NAME, "arguments": TOOL_ARGUMENTS}
         tool_calls = [{"id": answer.ident("call_"), "type": "function", "function": function}]
-    message = {
+    message: dict[str, object] = {
         "role": "assistant",
         "content": answer.full_text if answer.text or not tool_calls else None,
         "refusal": None,
         "annotations": [],
         "tool_calls": tool_calls,
     }
+    if answer.thinking:
+        message["reasoning_content"] = answer.full_thinking
     choice = {
         "index": 0,
         "message": message,
@@ -91,6 +97,7 @@ def chat_frames(answer: Answer) -> list[Frame]:
     """
     plan = answer.plan
     deltas: list[dict[str, object]] = [{"role": "assistant", "content": "", "refusal": None}]
+    deltas += ({"reasoning_content": piece} for piece in answer.thinking)
     deltas += ({"content": piece} for piece in answer.text)
     if answer.tool_args:
         first = {"name": TOOL_NAME, "arguments": ""}

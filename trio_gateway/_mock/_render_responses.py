@@ -6,7 +6,11 @@ Stream invariants (what the openai 3.54 stream helper checks, §3.6):
       response id;
     * output items are announced in order (``output_index`` dense), their parts too;
     * exactly one terminal event: ``response.completed``, ``response.incomplete`` or
-      (after an ``error`` event) ``response.failed``; nothing follows it.
+      (after an ``error`` event) ``response.failed``; nothing follows it;
+    * a reasoning item carries ``encrypted_content`` (an opaque, deterministic
+      ``enc_<item id>``) only when the request's ``include`` asked for
+      ``reasoning.encrypted_content``, and then only once it is done: in its
+      ``output_item.done`` and in the final ``output``.
 """
 
 from __future__ import annotations
@@ -80,7 +84,10 @@ def _response(answer: Answer, *, status: str, output: list[Item], final: bool) -
 
 def _reasoning_item(answer: Answer, *, done: bool) -> Item:
     summary = [{"type": "summary_text", "text": answer.full_thinking}] if done else []
-    return {"id": answer.ident("rs_"), "type": "reasoning", "summary": summary}
+    item: Item = {"id": answer.ident("rs_"), "type": "reasoning", "summary": summary}
+    if done and answer.include_encrypted_reasoning:
+        item["encrypted_content"] = "enc_" + answer.ident("rs_")
+    return item
 
 
 def _text_part(text: str) -> dict[str, object]:

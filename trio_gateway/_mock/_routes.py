@@ -1,10 +1,13 @@
 """Routing for the mock upstream: request head and body in, :class:`Script` out (sans-IO).
 
 Order of checks, as the real APIs do it: path (404), method (405), credentials (401, only
-when the mock was given a key), JSON body (400), scenario (400 for unknown names), then the
-scenario's own answer. Every error uses the shape of the endpoint's protocol; for unknown
-paths the shape follows the headers (``anthropic-version`` or ``x-api-key`` means
-Anthropic, anything else OpenAI).
+when the mock was given a key), JSON body (400), scenario (400 for unknown names), the
+endpoint's request rules (400, see ``_validate``), then the scenario's own answer. Every
+error uses the shape of the endpoint's protocol; for unknown paths the shape follows the
+headers (``anthropic-version`` or ``x-api-key`` means Anthropic, anything else OpenAI).
+
+The scenario is parsed before the body is validated so that a typo in a test's scenario is
+reported as such, whatever the body.
 """
 
 from __future__ import annotations
@@ -16,14 +19,22 @@ from typing import Final
 
 from trio_gateway._mock._render import CREATED, Dialect
 from trio_gateway._mock._scenario import ScenarioError, parse_scenario, select_spec
-from trio_gateway._mock._script import Script, answer_script, error_script, json_script
+from trio_gateway._mock._script import (
+    Script,
+    answer_script,
+    count_tokens_script,
+    error_script,
+    json_script,
+)
+from trio_gateway._mock._validate import Endpoint, validate_request
 
 __all__ = ["MODEL_IDS", "Routed", "dialect_for", "route"]
 
-_ENDPOINTS: Final[Mapping[str, Dialect]] = {
-    "/v1/messages": "anthropic",
-    "/v1/chat/completions": "openai-chat",
-    "/v1/responses": "openai-responses",
+_ENDPOINTS: Final[Mapping[str, tuple[Dialect, Endpoint]]] = {
+    "/v1/messages": ("anthropic", "messages"),
+    "/v1/messages/count_tokens": ("anthropic", "count_tokens"),
+    "/v1/chat/completions": ("openai-chat", "chat"),
+    "/v1/responses": ("openai-responses", "responses"),
 }
 MODEL_IDS: Final = ("demo", "mock", "mock-text", "mock-tools", "mock-thinking")
 
@@ -69,9 +80,10 @@ def route(
     """
     path = target.partition("?")[0]
     body = _parse_json(raw_body)
-    dialect = _ENDPOINTS.get(path)
+    endpoint = _ENDPOINTS.get(path)
+    dialect = None if endpoint is None else endpoint[0]
     is_models = path == "/v1/models"
-    if dialect is None and not is_models:
+    if endpoint is None and not is_models:
         message = f"Invalid URL ({method} {path})"
         return Routed(error_script(_guess(headers), 404, message, number=number), body, "")
     allowed = "GET" if is_models else "POST"
@@ -87,22 +99,23 @@ def route(
     if require_key is not None and not _has_key(headers, require_key):
         script = error_script(dialect or _guess(headers), 401, _KEY_MESSAGE, number=number)
         return Routed(script, body, "")
-    if dialect is None:
+    if endpoint is None:
         return Routed(_models(headers), body, "")
-    return _model_call(dialect, headers, body, raw_body, number, default_interval)
+    return _model_call(endpoint, headers, body, raw_body, number, default_interval)
 
 
 _KEY_MESSAGE: Final = "Invalid API key. Send it as x-api-key or Authorization: Bearer."
 
 
 def _model_call(
-    dialect: Dialect,
+    endpoint: tuple[Dialect, Endpoint],
     headers: Sequence[tuple[str, str]],
     body: object,
     raw_body: bytes,
     number: int,
     default_interval: float,
 ) -> Routed:
+    dialect, kind = endpoint
     if not isinstance(body, dict):
         what = "empty" if not raw_body.strip() else "not a JSON object"
         message = f"Could not parse the request body as JSON: it is {what}."
@@ -112,6 +125,11 @@ def _model_call(
         plan = parse_scenario(spec)
     except ScenarioError as error:
         return Routed(error_script(dialect, 400, str(error), number=number), body, spec)
+    violation = validate_request(kind, body)
+    if violation is not None:
+        return Routed(error_script(dialect, 400, str(violation), number=number), body, spec)
+    if kind == "count_tokens":
+        return Routed(count_tokens_script(plan, number=number), body, spec)
     script = answer_script(
         plan,
         dialect=dialect,
@@ -135,8 +153,8 @@ def _parse_json(raw_body: bytes) -> object:
 
 def dialect_for(target: str, headers: Sequence[tuple[str, str]]) -> Dialect:
     """The error shape for a request: its endpoint's protocol, else guessed from headers."""
-    dialect = _ENDPOINTS.get(target.partition("?")[0])
-    return dialect if dialect is not None else _guess(headers)
+    endpoint = _ENDPOINTS.get(target.partition("?")[0])
+    return endpoint[0] if endpoint is not None else _guess(headers)
 
 
 def _guess(headers: Sequence[tuple[str, str]]) -> Dialect:

@@ -15,8 +15,9 @@ Parameters any part may carry: ``tokens`` (text deltas; 8, or 3 with ``tools``),
 Scenarios (all three protocols unless noted; "event" = one SSE event, 0-based):
     * content: ``text``, ``tools`` (text then ``get_weather({"city": "Paris"})`` in four
       argument fragments), ``thinking`` (Anthropic thinking block, Responses reasoning item,
-      Chat plain text; reasoning tokens in usage), ``echo`` (the text is JSON of what the
-      mock received, credentials left out).
+      Chat ``delta.reasoning_content`` as DeepSeek-style upstreams send it; reasoning tokens
+      in usage), ``echo`` (the text is JSON of what the mock received, credentials left
+      out).
     * timing: ``stall_headers:secs`` (3600) before the head; ``slow_first:secs`` (30)
       before the first event; ``stall:after,secs`` (3, 3600) after ``after`` events.
     * endings: ``cut:after`` (3) closes with FIN after ``after`` events, ``reset:after``

@@ -41,6 +41,7 @@ __all__ = [
     "Script",
     "Write",
     "answer_script",
+    "count_tokens_script",
     "error_script",
     "json_script",
     "request_id",
@@ -228,6 +229,25 @@ def answer_script(
         ending=plan.ending or "complete",
         outcome=outcome,
     )
+
+
+def count_tokens_script(plan: Plan, *, number: int) -> Script:
+    """The answer of ``POST /v1/messages/count_tokens`` under ``plan`` (protocols.md §1.9).
+
+    Args:
+        plan: the parsed scenario; its scripted errors and ``stall_headers`` apply.
+        number: the request's serial number.
+
+    Returns:
+        ``{"input_tokens": N}`` where N is the plan's uncached input tokens (``in``, 25 by
+        default; 0 under ``zero_usage``), the number a ``/v1/messages`` answer would report.
+    """
+    scripted = _scripted_error(plan, dialect="anthropic", number=number)
+    if scripted is None:
+        tokens = 0 if plan.has("zero_usage") else plan.usage.uncached
+        payload = {"input_tokens": tokens}
+        scripted = json_script(200, payload, headers=(_id_header("anthropic", number),))
+    return _delayed(scripted, plan)
 
 
 def _timed(
