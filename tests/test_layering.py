@@ -1,8 +1,9 @@
 """Layering rules, checked on the source by walking its AST (STYLE.md §1, §2, §9).
 
-1. ``trio_gateway/_protocol/`` is sans-IO: none of its modules imports an I/O library
-   (trio, httpx, httpcore, hypercorn, h11, prometheus_client, anyio, socket, ssl) or any
-   ``trio_gateway`` module outside ``_protocol`` and ``_errors``, not even for typing.
+1. ``trio_gateway/_protocol/`` and ``trio_gateway/_translate/`` are sans-IO: none of their
+   modules imports an I/O library (trio, httpx, httpcore, hypercorn, h11, prometheus_client,
+   anyio, socket, ssl) or any ``trio_gateway`` module outside ``_protocol``, ``_translate``
+   and ``_errors``, not even for typing.
    Dynamic imports (``__import__``, ``importlib.import_module``) are refused there too,
    since this test could not see what they load.
 2. No module under ``trio_gateway/`` imports httpx (or httpcore) at runtime: the upstream
@@ -42,7 +43,7 @@ IO_LIBRARIES: Final = frozenset(
     }
 )
 #: The only parts of the package the sans-IO core may import.
-PROTOCOL_MAY_IMPORT: Final = frozenset({"_protocol", "_errors"})
+PROTOCOL_MAY_IMPORT: Final = frozenset({"_protocol", "_errors", "_translate"})
 #: What the package never imports at runtime (httpcore is httpx's engine).
 NOT_AT_RUNTIME: Final = frozenset({"httpx", "httpcore"})
 
@@ -169,7 +170,11 @@ def test_the_walk_finds_the_modules() -> None:
     assert {"trio_gateway._gateway", "trio_gateway._http1", "trio_gateway.testing"} <= package
 
 
-@pytest.mark.parametrize("path", python_files(PROTOCOL_ROOT), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    python_files(PROTOCOL_ROOT) + python_files(PACKAGE_ROOT / "_translate"),
+    ids=lambda p: str(p.relative_to(PACKAGE_ROOT)),
+)
 def test_protocol_is_sans_io(path: Path) -> None:
     source = path.read_text(encoding="utf-8")
     assert sans_io_violations(source, module=_resolution_name(path)) == []
