@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Final
+
+import trio
 
 from trio_gateway._config import GatewayConfig, hash_key, parse_config
 from trio_gateway._protocol._names import Protocol
@@ -62,10 +64,32 @@ def gateway_config(
                     "anthropic-b": "mock-text",
                     "chat-b": "mock-text",
                 },
+                "routing": "same-protocol-only",
                 "price": PRICE,
             },
-            {"name": "mock-*", "upstreams": ["anthropic", "chat", "responses"], "price": PRICE},
-            {"name": "demo", "upstreams": ["anthropic", "chat", "responses"], "price": PRICE},
+            # Pinned routes: `to-chat/mock-tools` reaches the chat upstream as `mock-tools`,
+            # whatever the caller's protocol (translated unless it is Chat).
+            *(
+                {
+                    "name": f"to-{upstream}/*",
+                    "upstreams": [upstream],
+                    "upstream_model": {upstream: "*"},
+                    "price": PRICE,
+                }
+                for upstream in ("anthropic", "chat", "responses")
+            ),
+            {
+                "name": "mock-*",
+                "upstreams": ["anthropic", "chat", "responses"],
+                "routing": "same-protocol-only",
+                "price": PRICE,
+            },
+            {
+                "name": "demo",
+                "upstreams": ["anthropic", "chat", "responses"],
+                "routing": "same-protocol-first",
+                "price": PRICE,
+            },
         ],
     }
     return parse_config(data, environ={"UPSTREAM_KEY": UPSTREAM_KEY, "ADMIN_TOKEN": ADMIN_TOKEN})
@@ -125,3 +149,10 @@ async def read_until_deltas(resp: AsgiResponse, protocol: Protocol, wanted: int)
         assert chunk is not None, "the stream ended early"
         seen += content_deltas(protocol, chunk)
     return seen
+
+
+async def wait_until(condition: Callable[[], bool], *, seconds: float = 10.0) -> None:
+    """Poll ``condition`` every 10 ms until it holds; fail after ``seconds``."""
+    with trio.fail_after(seconds):
+        while not condition():
+            await trio.sleep(0.01)

@@ -943,6 +943,7 @@ FAILOVER_33: Final[list[dict[str, object]]] = [
             "anthropic-b": "mock-text:in=777,cr=3,cw5=0,cw1=0",
             "chat-b": "mock-text:in=777,cr=3",
         },
+        "routing": "same-protocol-only",
         "price": PRICE,
     }
 ]

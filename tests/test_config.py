@@ -96,10 +96,18 @@ def test_shipped_config_loads_with_an_empty_environment() -> None:
         cache_write_1h=Decimal("6.0"),
     )
     mock_upstreams = ("mock-anthropic", "mock-chat", "mock-responses")
-    assert config.models == (
-        ModelConfig(name="demo", upstreams=mock_upstreams, price=price),
-        ModelConfig(name="mock-*", upstreams=mock_upstreams, price=price),
+    assert config.models[:2] == (
+        ModelConfig(
+            name="demo", upstreams=mock_upstreams, price=price, routing="same-protocol-first"
+        ),
+        ModelConfig(
+            name="mock-*", upstreams=mock_upstreams, price=price, routing="same-protocol-first"
+        ),
     )
+    via = {model.name: model for model in config.models[2:]}
+    assert sorted(via) == ["via-anthropic/*", "via-chat/*", "via-responses/*"]
+    responses = via["via-responses/*"]
+    assert responses.upstream_name("mock-responses", "via-responses/mock-tools") == "mock-tools"
     assert [key.name for key in config.keys] == ["demo"]
     assert config.keys[0].sha256 == hash_key("sk-demo-key")
     assert config.keys[0].models == ("*",)
@@ -670,6 +678,34 @@ def test_model_for_prefers_exact_names_then_the_first_matching_pattern() -> None
     assert config.model_for("claude-3") is config.models[3]
     assert config.model_for("MOCK-a") is config.models[4]  # case-sensitive
     assert config.model_for("anything") is config.models[4]
+
+
+def test_upstream_name_renames_and_substitutes_the_star() -> None:
+    tail = (
+        '[[upstreams]]\nname = "oa"\nprotocol = "openai-chat"\nbase_url = "https://o/v1"\n'
+        '[[models]]\nname = "via/*"\nupstreams = ["up", "oa"]\n'
+        'upstream_model = { up = "*", oa = "gpt-*-mini" }\n'
+        '[[models]]\nname = "pre-*-post"\nupstreams = ["up"]\n'
+        'upstream_model = { up = "x*y" }\n'
+        "default_max_tokens = 1000\n"
+    )
+    fixed_model = 'name = "fixed"\nupstreams = ["up", "oa"]\nupstream_model = { oa = "gpt-5" }'
+    config = parse(document(model=fixed_model, tail=tail))
+    fixed, via, pre = config.models
+    assert fixed.upstream_name("oa", "fixed") == "gpt-5"
+    assert fixed.upstream_name("up", "fixed") == "fixed"  # no rename: the caller's name
+    assert via.upstream_name("up", "via/claude-3") == "claude-3"
+    assert via.upstream_name("oa", "via/5") == "gpt-5-mini"
+    assert pre.upstream_name("up", "pre-mid-post") == "xmidy"
+    assert (fixed.default_max_tokens, pre.default_max_tokens) == (4096, 1000)
+    assert fixed.routing == "ordered"
+
+
+@pytest.mark.parametrize("name", ["two*stars*", "no-star", "q?*"])
+def test_a_star_rename_needs_a_single_star_pattern(name: str) -> None:
+    model = f'name = "{name}"\nupstreams = ["up"]\nupstream_model = {{ up = "*" }}'
+    with pytest.raises(ConfigError, match=r"models\[0\]\.upstream_model\.up: .*exactly one"):
+        parse(document(model=model))
 
 
 def test_model_for_without_a_catch_all() -> None:

@@ -287,7 +287,9 @@ async def test_unknown_model_is_404_in_the_callers_shape(
 @pytest.fixture
 async def only_chat(mock: MockUpstream) -> AsyncIterator[AsgiClient]:
     """A gateway whose model ``only-chat`` is served by the Chat upstream alone."""
-    config = gateway_config(models=[{"name": "only-chat", "upstreams": ["chat"]}])
+    config = gateway_config(
+        models=[{"name": "only-chat", "upstreams": ["chat"], "routing": "same-protocol-only"}]
+    )
     async with (
         open_memory_connector(mock) as connector,
         open_gateway(config, connector=connector) as gateway,

@@ -836,6 +836,7 @@ async def gateway_with_route(
             "anthropic-b": f"mock-{second}",
             "chat-b": f"mock-{second}",
         },
+        "routing": "same-protocol-only",
         "price": PRICE,
     }
     config = gateway_config(streaming=streaming, models=[route])

@@ -72,7 +72,7 @@ class Reply:
     this class never learns about disconnects; the disconnect watcher does.
     """
 
-    __slots__ = ("_protocol", "_request_id", "_send", "committed", "finished")
+    __slots__ = ("_protocol", "_request_id", "_send", "committed", "extra_headers", "finished")
 
     def __init__(self, send: Send, *, protocol: Protocol, request_id: str) -> None:
         self._send = send
@@ -80,6 +80,8 @@ class Reply:
         self._request_id = request_id
         self.committed = False
         self.finished = False
+        #: Headers for a successful response (set before commit; error responses omit them).
+        self.extra_headers: Headers = []
 
     @property
     def protocol(self) -> Protocol:
@@ -96,6 +98,7 @@ class Reply:
         """Commit a 200 SSE response (headers only)."""
         headers = self._base_headers()
         headers.extend(SSE_HEADERS)
+        headers.extend(self.extra_headers)
         self.committed = True
         await self._send({"type": "http.response.start", "status": 200, "headers": headers})
 
@@ -121,6 +124,8 @@ class Reply:
         """Send a complete non-streaming response."""
         all_headers = self._base_headers()
         all_headers.append((b"content-type", content_type))
+        if 200 <= status < 300:
+            all_headers.extend(self.extra_headers)
         if headers:
             all_headers.extend(headers)
         all_headers.append((b"content-length", str(len(body)).encode()))
@@ -129,13 +134,13 @@ class Reply:
         self.finished = True
         await self._send({"type": "http.response.body", "body": body, "more_body": False})
 
-    async def fail(
-        self, error: GatewayError, *, response_id: str | None = None, sequence_number: int = 0
-    ) -> None:
+    async def fail(self, error: GatewayError, *, frame: bytes | None = None) -> None:
         """Report ``error`` to the caller in its protocol's shape.
 
         Before commit: the real HTTP status and a JSON body. After commit: an in-band SSE
-        error event, then the end of the body (never a clean terminal event, RELIABILITY #7).
+        error event (``frame``, rendered by the stream's tap so it fits what was already
+        sent, or a default one), then the end of the body (never a clean terminal event,
+        RELIABILITY #7).
         """
         if self.finished:
             return
@@ -149,11 +154,6 @@ class Reply:
             await self._send({"type": "http.response.start", "status": status, "headers": headers})
             await self._send({"type": "http.response.body", "body": body, "more_body": False})
             return
-        frame = error_event(
-            error,
-            self._protocol,
-            request_id=self._request_id,
-            response_id=response_id,
-            sequence_number=sequence_number,
-        )
+        if frame is None:
+            frame = error_event(error, self._protocol, request_id=self._request_id)
         await self.finish(frame)

@@ -8,6 +8,7 @@ over from).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Final
@@ -19,6 +20,7 @@ from ._budgets import Budgets, Reservation, window_start
 from ._config import KeyConfig, ModelConfig, StreamingConfig
 from ._errors import (
     GatewayError,
+    InvalidRequest,
     RateLimited,
     UpstreamError,
     UpstreamProtocolError,
@@ -28,6 +30,7 @@ from ._errors import (
 )
 from ._http1 import UpstreamResponse
 from ._ledger import AttemptRecord, Ledger, Outcome, utc_now
+from ._protocol._frames import dumps
 from ._protocol._names import Protocol
 from ._protocol._pricing import cost_usd
 from ._protocol._requests import RequestInfo, build_upstream_body
@@ -35,6 +38,13 @@ from ._protocol._sse import SSEDecoder
 from ._protocol._tap import StreamTap
 from ._protocol._upstream_errors import upstream_status_error
 from ._protocol._usage import Usage, UsageSource
+from ._translate._request import (
+    Conversation,
+    ignored_fields,
+    parse_conversation,
+    render_request,
+)
+from ._translate._stream import Translator
 from ._upstream import Upstream
 
 #: Largest upstream error body read to build a sanitised message.
@@ -55,6 +65,42 @@ class Plan:
     info: RequestInfo
     query: bytes
     caller_headers: dict[bytes, bytes]
+    #: The request in neutral form, parsed on first use by :meth:`upstream_body`.
+    conversation: Conversation | None = None
+    #: Upstream request bodies rendered so far, per upstream protocol (model name aside).
+    rendered: dict[Protocol, dict[str, object]] = field(default_factory=dict)
+
+    def translated(self, upstream: Upstream) -> bool:
+        """Whether requests to ``upstream`` are translated (it speaks another protocol)."""
+        return upstream.protocol != self.protocol
+
+    @property
+    def ignored(self) -> tuple[str, ...]:
+        """Caller fields a translation drops as advisory (``x-trio-gateway-ignored``)."""
+        return () if self.conversation is None else ignored_fields(self.conversation)
+
+    def upstream_body(self, upstream: Upstream, *, model: str) -> bytes:
+        """The translated request body for ``upstream`` (another protocol), always streamed.
+
+        Parsing and rendering happen once per request and upstream protocol.
+
+        Raises:
+            InvalidRequest: the request cannot be expressed in the upstream's protocol
+                (``param`` names the caller's field).
+        """
+        target = upstream.protocol
+        rendered = self.rendered.get(target)
+        if rendered is None:
+            if self.conversation is None:
+                self.conversation = parse_conversation(self.protocol, self.body)
+            rendered = render_request(
+                target,
+                self.conversation,
+                model=model,
+                default_max_tokens=self.model.default_max_tokens,
+            )
+            self.rendered[target] = rendered
+        return dumps({**rendered, "model": model}).encode("utf-8", "backslashreplace")
 
 
 @dataclass(slots=True, kw_only=True)
@@ -64,7 +110,7 @@ class Attempt:
     record: AttemptRecord
     upstream: Upstream
     started: float
-    tap: StreamTap
+    tap: StreamTap | Translator
     decoder: SSEDecoder
     response: UpstreamResponse | None = None
     error: GatewayError | None = None
@@ -129,7 +175,7 @@ class Attempts:
         """
         plan = ex.plan
         ex.attempts += 1
-        upstream_model = plan.model.upstream_model.get(upstream.name, plan.model_name)
+        upstream_model = plan.model.upstream_name(upstream.name, plan.model_name)
         record = AttemptRecord(
             request_id=ex.request_id,
             attempt=ex.attempts,
@@ -143,12 +189,33 @@ class Attempts:
         )
         upstream.in_flight += 1
         now = trio.current_time()
+        tap: StreamTap | Translator
+        if plan.translated(upstream):
+            tap = Translator(
+                upstream.protocol,
+                plan.protocol,
+                request_id=ex.request_id,
+                model=plan.model_name,
+                created=int(time.time()),
+                include_usage=plan.info.wants_usage_chunk,
+                stream=plan.info.stream,
+                secrets=upstream.secrets,
+            )
+        else:
+            tap = StreamTap(upstream.protocol, strip_usage_chunk=not plan.info.wants_usage_chunk)
+        if not ex.reply.committed:
+            ignored = plan.ignored if plan.translated(upstream) else ()
+            ex.reply.extra_headers = (
+                [(b"x-trio-gateway-ignored", ",".join(ignored).encode("ascii", "replace"))]
+                if ignored
+                else []
+            )
         attempt = Attempt(
             record=record,
             upstream=upstream,
             started=now,
             checkpointed_at=now,
-            tap=StreamTap(upstream.protocol, strip_usage_chunk=not plan.info.wants_usage_chunk),
+            tap=tap,
             decoder=SSEDecoder(max_event_bytes=self._streaming.max_event_bytes),
         )
         ex.current = attempt
@@ -171,6 +238,14 @@ class Attempts:
                     f"upstream '{upstream.name}' is at its max_concurrency; try again later"
                 )
                 continue
+            if plan.translated(upstream):
+                try:
+                    plan.upstream_body(upstream, model=plan.model_name)
+                except InvalidRequest as refusal:
+                    # This failover target cannot carry the request: skip it. (The first
+                    # candidate was checked before admission, so this is never the first.)
+                    last_error = last_error or refusal
+                    continue
             attempt = await self._new(ex, upstream)
             error = await self._try_upstream(ex, attempt)
             if error is None:
@@ -188,21 +263,27 @@ class Attempts:
         plan = ex.plan
         upstream = attempt.upstream
         upstream_model = attempt.record.upstream_model
-        body = build_upstream_body(
-            upstream.protocol,
-            plan.body,
-            plan.raw,
-            plan.info,
-            upstream_model=None if upstream_model == plan.info.model else upstream_model,
-        )
+        translated = plan.translated(upstream)
+        if translated:
+            body = plan.upstream_body(upstream, model=upstream_model)
+        else:
+            body = build_upstream_body(
+                upstream.protocol,
+                plan.body,
+                plan.raw,
+                plan.info,
+                upstream_model=None if upstream_model == plan.info.model else upstream_model,
+            )
         timeout = self._streaming.first_byte_timeout
         try:
             with trio.move_on_after(timeout) as first_byte_deadline:
                 attempt.response = await upstream.send(
-                    query=plan.query,
+                    # A query string belongs to the caller's protocol (`?beta=true`).
+                    query=b"" if translated else plan.query,
                     caller=plan.caller_headers,
                     body=body,
-                    stream=plan.info.stream,
+                    # Translated routes always stream upstream (protocols.md §5).
+                    stream=plan.info.stream or translated,
                     attempt_id=f"{attempt.record.request_id}/{attempt.record.attempt}",
                 )
         except (UpstreamUnavailable, UpstreamProtocolError, UpstreamTimeout) as error:

@@ -269,6 +269,10 @@ class UpstreamConfig:
     headers: Mapping[str, str] = field(default_factory=_empty_mapping)
 
 
+Routing = Literal["ordered", "same-protocol-first", "same-protocol-only"]
+ROUTINGS: Final[tuple[Routing, ...]] = ("ordered", "same-protocol-first", "same-protocol-only")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Price:
     """USD per million tokens, per token kind; exact decimals."""
@@ -287,14 +291,45 @@ class ModelConfig:
     Attributes:
         name: an exact name, or a glob pattern such as ``mock-*``.
         upstreams: names of configured upstreams, tried in order (failover).
-        upstream_model: per-upstream rename of the model; keys are in ``upstreams``.
+        upstream_model: per-upstream rename of the model; keys are in ``upstreams``. When
+            ``name`` is a pattern with a single ``*`` (``via-chat/*``), a ``*`` in the rename
+            stands for the text the caller's name matched there (see :meth:`upstream_name`).
         price: USD per million tokens; ``None`` = no cost is computed.
+        routing: how the caller's protocol orders ``upstreams``: ``"ordered"`` (the
+            configured order, translating where an upstream speaks another protocol; the
+            default, because that order is the contract), ``"same-protocol-first"`` (those
+            speaking the caller's protocol first, in their order, then the others), or
+            ``"same-protocol-only"`` (never translate for this model).
+        default_max_tokens: the output cap sent to an Anthropic upstream for a translated
+            request whose caller gave none (Anthropic requires one).
     """
 
     name: str
     upstreams: tuple[str, ...]
     upstream_model: Mapping[str, str] = field(default_factory=_empty_mapping)
     price: Price | None = None
+    routing: Routing = "ordered"
+    default_max_tokens: int = 4096
+
+    def upstream_name(self, upstream: str, requested: str) -> str:
+        """The model name to send to ``upstream`` for a caller's ``requested`` name.
+
+        Args:
+            upstream: the upstream's configured name.
+            requested: the model name the caller sent (it matched ``self.name``).
+
+        Returns:
+            The rename for ``upstream`` with any ``*`` replaced by the part of ``requested``
+            that the ``*`` of ``self.name`` matched, or ``requested`` when there is no rename.
+        """
+        rename = self.upstream_model.get(upstream)
+        if rename is None:
+            return requested
+        if "*" not in rename:
+            return rename
+        prefix, _, suffix = self.name.partition("*")
+        matched = requested[len(prefix) : len(requested) - len(suffix)]
+        return rename.replace("*", matched)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -761,15 +796,19 @@ def _model(value: object, path: str, upstreams: Collection[str]) -> ModelConfig:
         if upstream in chosen[:index]:
             raise _error(where, "upstream listed twice")
     renames = table.get("upstream_model", _renames, _empty_mapping())
-    for upstream in renames:
+    for upstream, rename in renames.items():
+        where = _join(table.at("upstream_model"), upstream)
         if upstream not in chosen:
-            where = _join(table.at("upstream_model"), upstream)
             raise _error(where, "not one of this model's upstreams")
+        if "*" in rename and (name.count("*") != 1 or any(ch in name for ch in "?[")):
+            raise _error(where, "a '*' in a rename needs a model name pattern with exactly one '*'")
     return ModelConfig(
         name=name,
         upstreams=chosen,
         upstream_model=renames,
         price=table.get("price", _price, None),
+        routing=table.get("routing", _choice(ROUTINGS), "ordered"),
+        default_max_tokens=table.get("default_max_tokens", _integer(minimum=1), 4096),
     )
 
 

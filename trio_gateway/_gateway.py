@@ -17,7 +17,7 @@ from collections.abc import AsyncGenerator, Mapping
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from functools import partial
-from typing import Final
+from typing import Final, assert_never
 
 import trio
 
@@ -25,7 +25,7 @@ from ._admin import serve_admin_usage
 from ._asgi import ClientLeftDuringUpload, Receive, Reply, Scope, Send, read_body
 from ._attempts import Exchange, Plan
 from ._budgets import Budgets, Reservation, estimate_cost
-from ._config import GatewayConfig, KeyConfig
+from ._config import GatewayConfig, KeyConfig, ModelConfig
 from ._errors import (
     Forbidden,
     GatewayError,
@@ -38,12 +38,15 @@ from ._errors import (
     ServiceUnavailable,
     Unauthorized,
     UnknownModel,
+    UpstreamError,
 )
 from ._http1 import Connector
 from ._ledger import AttemptRecord, Ledger, spent_since, utc_now
 from ._protocol._names import Protocol
 from ._protocol._requests import parse_request
+from ._protocol._upstream_errors import upstream_status_error
 from ._relay import Relay
+from ._translate._estimate import estimate_input_tokens
 from ._upstream import Upstream
 
 logger = logging.getLogger("trio_gateway")
@@ -54,6 +57,11 @@ _API_ROUTES: Final[Mapping[str, Protocol]] = {
     "/v1/chat/completions": "openai-chat",
     "/v1/responses": "openai-responses",
 }
+
+
+_COUNT_TOKENS: Final = "/v1/messages/count_tokens"
+#: Largest count_tokens answer read from an upstream.
+_MAX_COUNT_BODY: Final = 1024 * 1024
 
 
 def _guess_protocol(headers: Mapping[bytes, bytes]) -> Protocol:
@@ -144,7 +152,9 @@ class Gateway:
                 header_bytes += len(name) + len(value)
         path = str(scope.get("path", ""))
         method = str(scope.get("method", "GET"))
-        protocol = _API_ROUTES.get(path, _guess_protocol(headers))
+        protocol = _API_ROUTES.get(path) or (
+            "anthropic" if path == _COUNT_TOKENS else _guess_protocol(headers)
+        )
         reply = Reply(send, protocol=protocol, request_id="req_" + uuid.uuid4().hex)
         try:
             if header_bytes > self.config.server.max_header_bytes:
@@ -195,6 +205,10 @@ class Gateway:
             if method != "POST":
                 raise MethodNotAllowed(f"{path} accepts POST only", allow=("POST",))
             await self._serve_api(scope, receive, reply, headers)
+        elif path == _COUNT_TOKENS:
+            if method != "POST":
+                raise MethodNotAllowed(f"{path} accepts POST only", allow=("POST",))
+            await self._serve_count_tokens(scope, receive, reply, headers)
         elif path == "/v1/models":
             if method != "GET":
                 raise MethodNotAllowed("/v1/models accepts GET only", allow=("GET",))
@@ -254,15 +268,10 @@ class Gateway:
         model = self.config.model_for(info.model)
         if model is None:
             raise UnknownModel(f"model '{info.model}' is not served by this gateway")
-        candidates = [
-            self.upstreams[name]
-            for name in model.upstreams
-            if self.upstreams[name].protocol == protocol
-        ]
+        candidates = self._route_upstreams(protocol, model)
         if not candidates:
             raise InvalidRequest(
-                f"model '{info.model}' has no upstream speaking the {protocol} protocol "
-                "(protocol translation is not available yet)",
+                f"model '{info.model}' is not served to {protocol} clients on this gateway",
                 param="model",
             )
         query = scope.get("query_string", b"")
@@ -278,6 +287,11 @@ class Gateway:
             query=query if isinstance(query, bytes) else b"",
             caller_headers=headers,
         )
+        if plan.translated(candidates[0]):
+            # The first upstream speaks another protocol: whatever it cannot carry is the
+            # caller's 400 now, naming the field, before admission and any upstream call.
+            # (Later candidates are checked when failover reaches them.)
+            plan.upstream_body(candidates[0], model=info.model)
         exchange = Exchange(request_id=reply.request_id, plan=plan, reply=reply, started=started)
         try:
             exchange.reservation = await self._admit(plan, len(raw))
@@ -293,6 +307,19 @@ class Gateway:
             self._key_in_flight[key.name] -= 1
             if exchange.reservation is not None:
                 self.budgets.release(exchange.reservation)
+
+    def _route_upstreams(self, protocol: Protocol, model: ModelConfig) -> list[Upstream]:
+        """The model's upstreams in the order to try them, per its ``routing``."""
+        upstreams = [self.upstreams[name] for name in model.upstreams]
+        match model.routing:
+            case "ordered":
+                return upstreams
+            case "same-protocol-first":
+                return sorted(upstreams, key=lambda upstream: upstream.protocol != protocol)
+            case "same-protocol-only":
+                return [upstream for upstream in upstreams if upstream.protocol == protocol]
+            case _:
+                assert_never(model.routing)
 
     async def _admit(self, plan: Plan, body_bytes: int) -> Reservation | None:
         """Every limit checked before any upstream call (DESIGN §5): the key's model
@@ -350,6 +377,102 @@ class Gateway:
                 finished_at=utc_now(),
             )
         )
+
+    async def _serve_count_tokens(
+        self, scope: Scope, receive: Receive, reply: Reply, headers: dict[bytes, bytes]
+    ) -> None:
+        """``POST /v1/messages/count_tokens`` (DESIGN §2): forwarded to the model's first
+        Anthropic upstream; for a model without one, or when that upstream cannot be
+        reached, an estimate marked ``x-trio-gateway-estimate: true``. Counting is free
+        upstream, so it takes no budget and leaves no ledger row."""
+        if self.shutting_down:
+            raise ServiceUnavailable("the gateway is shutting down; retry on another instance")
+        key = self._authenticate(headers)
+        raw = await read_body(receive, limit=self.config.server.max_request_bytes)
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise InvalidRequest("The request body is not valid JSON.") from None
+        if not isinstance(body, dict):
+            raise InvalidRequest("The request body must be a JSON object.")
+        name = body.get("model")
+        if not isinstance(name, str) or not name:
+            raise InvalidRequest("`model` must be a non-empty string.", param="model")
+        if not isinstance(body.get("messages"), list):
+            raise InvalidRequest("`messages` must be an array.", param="messages")
+        model = self.config.model_for(name)
+        if model is None:
+            raise UnknownModel(f"model '{name}' is not served by this gateway")
+        if not any(fnmatch.fnmatchcase(name, pattern) for pattern in key.models):
+            raise Forbidden(f"key '{key.name}' may not use model '{name}'")
+        for upstream in self._route_upstreams("anthropic", model):
+            if upstream.protocol != "anthropic":
+                continue
+            upstream_model = model.upstream_name(upstream.name, name)
+            if upstream_model != name:
+                raw = json.dumps({**body, "model": upstream_model}).encode()
+            query = scope.get("query_string", b"")
+            answered = await self._forward_count(
+                reply, upstream, headers, raw, query if isinstance(query, bytes) else b""
+            )
+            if answered:
+                return
+            break
+        estimate = {"input_tokens": estimate_input_tokens(body)}
+        await reply.respond(
+            200,
+            json.dumps(estimate).encode(),
+            headers=[(b"x-trio-gateway-estimate", b"true")],
+        )
+
+    async def _forward_count(
+        self,
+        reply: Reply,
+        upstream: Upstream,
+        headers: Mapping[bytes, bytes],
+        raw: bytes,
+        query: bytes,
+    ) -> bool:
+        """Ask ``upstream`` to count; False when it could not be reached in time (the
+        caller then gets an estimate). Upstream error statuses are passed on, sanitised."""
+        streaming = self.config.streaming
+        response = None
+        try:
+            with trio.move_on_after(streaming.first_byte_timeout):
+                response = await upstream.send(
+                    query=query,
+                    caller=headers,
+                    body=raw,
+                    stream=False,
+                    attempt_id=f"{reply.request_id}/count",
+                    path=_COUNT_TOKENS,
+                )
+            if response is None:
+                return False
+            answer = None
+            with trio.move_on_after(streaming.data_interval_timeout):
+                answer = await response.read_all(max_bytes=_MAX_COUNT_BODY)
+            if answer is None:
+                return False
+        except UpstreamError:
+            return False
+        finally:
+            if response is not None:
+                with trio.CancelScope(shield=True), trio.move_on_after(1):
+                    await response.aclose()
+        if 200 <= response.status < 300:
+            await reply.respond(response.status, answer)
+            return True
+        pairs = {k.decode("latin-1"): v.decode("latin-1") for k, v in response.headers}
+        error = upstream_status_error(
+            response.status,
+            answer,
+            pairs,
+            upstream_name=upstream.name,
+            secrets=upstream.secrets,
+        )
+        await reply.fail(error)
+        return True
 
     async def _serve_models(self, reply: Reply, headers: Mapping[bytes, bytes]) -> None:
         key = self._authenticate(headers)

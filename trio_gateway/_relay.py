@@ -50,8 +50,8 @@ from ._errors import (
 from ._http1 import UpstreamResponse
 from ._ledger import Ledger
 from ._protocol._error_bodies import ping_frame
-from ._protocol._sse import SSEEvent
-from ._protocol._tap import StreamTap, usage_from_body
+from ._protocol._tap import usage_from_body
+from ._translate._stream import Translator
 
 logger = logging.getLogger("trio_gateway.relay")
 
@@ -73,40 +73,16 @@ class _End:
 
 @dataclass(frozen=True, slots=True)
 class _Failure:
-    """Writer message: end the response with this error."""
+    """Writer message: end the response with this error; ``frame`` is its in-band form,
+    consistent with what the stream already carried (used once the response is committed)."""
 
     error: GatewayError
-    response_id: str | None = None
-    sequence_number: int = 0
+    frame: bytes | None = None
 
 
 _OPENED: Final = _Opened()
 _END: Final = _End()
 WriterMessage = bytes | _Opened | _End | _Failure
-
-
-def forward_bytes(raw: bytes, events: list[SSEEvent], tap: StreamTap) -> bytes:
-    """The bytes to send for one decoder output: ``raw`` itself unless the tap rewrote or
-    dropped a frame (then only that frame changes; every other byte is the upstream's)."""
-    if not events:
-        return raw
-    parts: list[bytes] | None = None
-    position = 0
-    for event in events:
-        frame = raw[event.start : event.end]
-        out = tap.inspect(event, frame)
-        if out is frame:
-            continue
-        if parts is None:
-            parts = []
-        parts.append(raw[position : event.start])
-        if out is not None:
-            parts.append(out)
-        position = event.end
-    if parts is None:
-        return raw
-    parts.append(raw[position:])
-    return b"".join(parts)
 
 
 class Relay:
@@ -168,17 +144,12 @@ class Relay:
             await self._pump(ex, attempt, to_writer)
         except GatewayError as error:
             attempt_now = ex.current
-            tap = attempt_now.tap if attempt_now else None
+            frame = None
             if attempt_now is not None:
                 attempt_now.error = error
                 attempt_now.ended = True
-            to_writer.send_nowait(
-                _Failure(
-                    error,
-                    response_id=tap.response_id if tap else None,
-                    sequence_number=tap.events if tap else 0,
-                )
-            )
+                frame = attempt_now.tap.error_frame(error, request_id=ex.request_id)
+            to_writer.send_nowait(_Failure(error, frame))
         finally:
             handoff.send_nowait(ex.current)
 
@@ -199,13 +170,15 @@ class Relay:
                     continue
                 now = trio.current_time()
                 data_interval_deadline.deadline = now + interval
-                if not chunk:
-                    break
-                raw, events = decoder.feed(chunk)
-                if not raw:
-                    continue
-                had_error = tap.error is not None
-                out = forward_bytes(raw, events, tap)
+                if chunk:
+                    raw, events = decoder.feed(chunk)
+                    if not raw:
+                        continue
+                    had_error = tap.error is not None
+                    out = tap.forward(raw, events)
+                else:  # EOF: a translated Chat stream may end cleanly without [DONE]
+                    had_error = tap.error is not None
+                    out = tap.end_of_stream()
                 if tap.error is not None and not had_error:
                     out = _scrub(out, secrets)
                 if out:
@@ -222,6 +195,8 @@ class Relay:
                         self._client_gone(ex, "stalled")
                     ex.queued_bytes += len(out)
                     to_writer.send_nowait(out)
+                if not chunk:
+                    break
         if data_interval_deadline.cancelled_caught:
             raise UpstreamTimeout(
                 f"upstream sent nothing for {interval:g} s", phase="data_interval"
@@ -293,11 +268,7 @@ class Relay:
                     await reply.start_stream()
                 await reply.finish()
                 return
-            await reply.fail(
-                message.error,
-                response_id=message.response_id,
-                sequence_number=message.sequence_number,
-            )
+            await reply.fail(message.error, frame=message.frame)
             return
 
     @staticmethod
@@ -371,33 +342,51 @@ class Relay:
 
     async def _drain(self, attempt: Attempt) -> None:
         """Read the upstream to its terminal event for billing; forward nothing."""
+        try:
+            with trio.move_on_after(self._streaming.drain_timeout) as drain_deadline:
+                await self._consume(attempt)
+        except UpstreamTimeout:
+            logger.info("drain of %s stopped by a deadline", attempt.record.request_id)
+            return
+        except UpstreamError as error:
+            attempt.error = error
+            return
+        tap = attempt.tap
+        attempt.ended = tap.finished or tap.error is not None
+        if drain_deadline.cancelled_caught:
+            logger.info("drain of %s stopped by a deadline", attempt.record.request_id)
+
+    async def _consume(self, attempt: Attempt) -> None:
+        """Feed the upstream stream to the attempt's tap until its terminal event or EOF,
+        discarding the output (drain-for-billing, and translated non-streaming requests,
+        whose tap assembles the answer on the side).
+
+        Raises:
+            UpstreamTimeout: the upstream was silent for ``data_interval_timeout``.
+            UpstreamError: the connection broke.
+        """
         response = attempt.response
         assert response is not None
         decoder, tap = attempt.decoder, attempt.tap
         interval = self._streaming.data_interval_timeout
-        try:
-            with trio.move_on_after(self._streaming.drain_timeout) as drain_deadline:
-                with trio.CancelScope(
-                    deadline=trio.current_time() + interval
-                ) as data_interval_deadline:
-                    while not tap.finished:
-                        chunk = await self._receive_or_checkpoint(attempt)
-                        if chunk is None:
-                            continue
-                        data_interval_deadline.deadline = trio.current_time() + interval
-                        if not chunk:
-                            break
-                        raw, events = decoder.feed(chunk)
-                        for event in events:
-                            tap.inspect(event, raw[event.start : event.end])
-            if tap.finished:
-                await _read_tail(response)
-        except UpstreamError as error:
-            attempt.error = error
-            return
-        attempt.ended = tap.finished or tap.error is not None
-        if drain_deadline.cancelled_caught or data_interval_deadline.cancelled_caught:
-            logger.info("drain of %s stopped by a deadline", attempt.record.request_id)
+        with trio.CancelScope(deadline=trio.current_time() + interval) as data_interval_deadline:
+            while not tap.finished:
+                chunk = await self._receive_or_checkpoint(attempt)
+                if chunk is None:
+                    continue
+                data_interval_deadline.deadline = trio.current_time() + interval
+                if not chunk:
+                    tap.end_of_stream()
+                    break
+                raw, events = decoder.feed(chunk)
+                for event in events:
+                    tap.inspect(event, raw[event.start : event.end])
+        if data_interval_deadline.cancelled_caught:
+            raise UpstreamTimeout(
+                f"upstream sent nothing for {interval:g} s", phase="data_interval"
+            )
+        if tap.finished:
+            await _read_tail(response)
 
     # ------------------------------------------------------------------ non-streaming
 
@@ -424,17 +413,33 @@ class Relay:
             attempt = await self._attempts.open(ex)
             response = attempt.response
             assert response is not None
-            with trio.move_on_after(self._streaming.data_interval_timeout) as body_deadline:
-                body = await response.read_all(max_bytes=self._streaming.max_event_bytes)
-            if body_deadline.cancelled_caught:
-                raise UpstreamTimeout(
-                    "upstream response body did not complete in time", phase="data_interval"
-                )
-            attempt.body_usage = usage_from_body(attempt.upstream.protocol, body)
-            attempt.ended = True
+            tap = attempt.tap
+            if isinstance(tap, Translator):
+                # Translated routes always stream upstream; the tap assembles the answer.
+                await self._consume(attempt)
+                attempt.ended = True
+                failure = tap.failure()
+                if failure is not None:
+                    raise failure
+                if not tap.finished:
+                    raise UpstreamProtocolError(
+                        "upstream ended the stream before its terminal event"
+                    )
+                body = tap.final_body()
+                status = 200
+            else:
+                with trio.move_on_after(self._streaming.data_interval_timeout) as body_deadline:
+                    body = await response.read_all(max_bytes=self._streaming.max_event_bytes)
+                if body_deadline.cancelled_caught:
+                    raise UpstreamTimeout(
+                        "upstream response body did not complete in time", phase="data_interval"
+                    )
+                attempt.body_usage = usage_from_body(attempt.upstream.protocol, body)
+                attempt.ended = True
+                status = response.status
             attempt.completed_clean = True
             ex.first_content_at = trio.current_time()
-            await reply.respond(response.status, body)
+            await reply.respond(status, body)
         except GatewayError as error:
             if ex.current is not None:
                 ex.current.error = error
@@ -459,4 +464,4 @@ def _scrub(data: bytes, secrets: Sequence[str]) -> bytes:
     return data
 
 
-__all__ = ["Relay", "forward_bytes"]
+__all__ = ["Relay"]

@@ -83,10 +83,11 @@ class Upstream:
         limit = self.config.max_concurrency
         return limit is None or self.in_flight < limit
 
-    def target(self, query: bytes) -> str:
-        """The request target for this upstream's protocol; the query string is kept
-        (``/v1/messages?beta=true``, protocols.md §1.1)."""
-        path = self._prefix + _PATHS[self.config.protocol]
+    def target(self, query: bytes, *, path: str | None = None) -> str:
+        """The request target for this upstream's protocol (or ``path``, e.g.
+        ``/v1/messages/count_tokens``, under the ``base_url`` prefix); the query string is
+        kept (``/v1/messages?beta=true``, protocols.md §1.1)."""
+        path = self._prefix + (path or _PATHS[self.config.protocol])
         if query:
             return path + "?" + query.decode("latin-1")
         return path
@@ -132,6 +133,7 @@ class Upstream:
         body: bytes,
         stream: bool,
         attempt_id: str,
+        path: str | None = None,
     ) -> UpstreamResponse:
         """Send one request and wait for the response head.
 
@@ -142,7 +144,7 @@ class Upstream:
         """
         headers = self.headers(caller, stream=stream)
         headers.append((b"x-trio-gateway-attempt", attempt_id.encode("ascii")))
-        return await self.pool.send("POST", self.target(query), headers, body)
+        return await self.pool.send("POST", self.target(query, path=path), headers, body)
 
     async def aclose(self) -> None:
         """Close idle pooled connections."""

@@ -35,7 +35,7 @@ import trio
 
 from tests.conftest import Live, assert_no_secret_in_records
 from tests.e2e._sdk import ANTHROPIC_MESSAGES, MESSAGES, PROMPT, SDK_WARNINGS
-from tests.support import CLIENT_KEY, UPSTREAM_KEY, gateway_config, sse_events
+from tests.support import CLIENT_KEY, UPSTREAM_KEY, gateway_config, sse_events, wait_until
 from trio_gateway._gateway import Gateway
 from trio_gateway._ledger import read_rows
 from trio_gateway._mock import MockUpstream
@@ -119,12 +119,6 @@ def cost(row: Row) -> Decimal:
     value = row["cost_usd"]
     assert isinstance(value, str), row
     return Decimal(value)
-
-
-async def wait_until(condition: Callable[[], bool], *, seconds: float = 10.0) -> None:
-    with trio.fail_after(seconds):
-        while not condition():
-            await trio.sleep(0.01)
 
 
 # --- a locked database never delays a stream ------------------------------------------------

@@ -29,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, assert_never
 
+from trio_gateway._errors import GatewayError
+from trio_gateway._protocol._error_bodies import error_event
 from trio_gateway._protocol._names import Protocol
 from trio_gateway._protocol._sse import SSEEvent
 from trio_gateway._protocol._usage import (
@@ -163,6 +165,45 @@ class StreamTap:
         """
         self.events += 1
         return self._handler(event, frame)
+
+    def forward(self, raw: bytes, events: list[SSEEvent]) -> bytes:
+        """The bytes to send for one decoder output: ``raw`` itself unless a frame was
+        rewritten or dropped (then only that frame changes; every other byte is the
+        upstream's)."""
+        if not events:
+            return raw
+        parts: list[bytes] | None = None
+        position = 0
+        for event in events:
+            frame = raw[event.start : event.end]
+            out = self.inspect(event, frame)
+            if out is frame:
+                continue
+            if parts is None:
+                parts = []
+            parts.append(raw[position : event.start])
+            if out is not None:
+                parts.append(out)
+            position = event.end
+        if parts is None:
+            return raw
+        parts.append(raw[position:])
+        return b"".join(parts)
+
+    def end_of_stream(self) -> bytes:
+        """The upstream body ended; a pass-through stream has nothing to add."""
+        return b""
+
+    def error_frame(self, error: GatewayError, *, request_id: str) -> bytes:
+        """In-band frames that end the relayed stream with ``error`` (for Responses: the id
+        of ``response.created`` and the next ``sequence_number``)."""
+        return error_event(
+            error,
+            self._protocol,
+            request_id=request_id,
+            response_id=self.response_id,
+            sequence_number=self.events,
+        )
 
     # -- shared helpers -------------------------------------------------------------------
 
