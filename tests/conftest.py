@@ -15,6 +15,7 @@ import trio.testing
 
 from tests.support import ADMIN_TOKEN, UPSTREAM_KEY, gateway_config
 from trio_gateway._gateway import Gateway, open_gateway
+from trio_gateway._logging import JsonFormatter, TextFormatter
 from trio_gateway._mock import CANARY_KEY
 from trio_gateway._server import serve_gateway
 from trio_gateway.testing import AsgiClient, MockUpstream, open_memory_connector
@@ -128,10 +129,9 @@ class _CaptureGatewayLogs(logging.Handler):
         if record.name.startswith("trio_gateway._mock"):
             return
         if record.name.startswith(("trio_gateway", "hypercorn")):
-            text = record.getMessage()
-            if record.exc_info:
-                text += logging.Formatter().formatException(record.exc_info)
-            self.lines.append(text)
+            # Both shipped formats, as they would be written (structured fields included).
+            self.lines.append(JsonFormatter().format(record))
+            self.lines.append(TextFormatter().format(record))
 
 
 @pytest.fixture(autouse=True)

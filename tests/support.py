@@ -34,8 +34,10 @@ def gateway_config(
     models: list[dict[str, object]] | None = None,
     ledger_path: str = ":memory:",
     key: Mapping[str, object] | None = None,
+    metrics_token: str | None = None,
 ) -> GatewayConfig:
-    """A config with one upstream per protocol on the mock at 127.0.0.1:``port``."""
+    """A config with one upstream per protocol on the mock at 127.0.0.1:``port``; ``GET
+    /metrics`` is served only with a ``metrics_token``."""
     base = f"http://127.0.0.1:{port}"
     upstream = [
         {"name": "anthropic", "protocol": "anthropic", "base_url": base},
@@ -92,7 +94,11 @@ def gateway_config(
             },
         ],
     }
-    return parse_config(data, environ={"UPSTREAM_KEY": UPSTREAM_KEY, "ADMIN_TOKEN": ADMIN_TOKEN})
+    environ = {"UPSTREAM_KEY": UPSTREAM_KEY, "ADMIN_TOKEN": ADMIN_TOKEN}
+    if metrics_token is not None:
+        data["metrics"] = {"token_env": "METRICS_TOKEN"}
+        environ["METRICS_TOKEN"] = metrics_token
+    return parse_config(data, environ=environ)
 
 
 def sse_events(body: bytes) -> list[tuple[str | None, str]]:

@@ -148,12 +148,14 @@ def test_documented_defaults() -> None:
     assert dataclasses.asdict(ServerConfig()) == {
         "bind": "127.0.0.1:8080",
         "graceful_timeout": 60.0,
+        "accept_grace": 5.0,
         "max_request_bytes": 33554432,
         "max_header_bytes": 65536,
         "tcp_user_timeout": 30.0,
         "backlog": 2048,
         "workers": 1,
         "log_level": "info",
+        "log_format": "json",
     }
     assert dataclasses.asdict(StreamingConfig()) == {
         "keepalive_interval": 10.0,

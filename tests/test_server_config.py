@@ -116,10 +116,11 @@ def test_hypercorn_gets_the_fd_and_the_sse_safe_settings() -> None:
     )
     hconfig = hypercorn_config(config, fd=17)
     assert hconfig.bind == ["fd://17"]
-    # In-flight streams get graceful_timeout; the gateway's settle step comes after it.
-    assert hconfig.graceful_timeout == pytest.approx(42.5)
+    # In-flight streams get graceful_timeout, then the gateway's settle step; hypercorn's
+    # own deadline comes 5 s after both, so it never cuts a stream first.
+    assert hconfig.graceful_timeout == pytest.approx(47.5)
     assert hconfig.graceful_timeout == pytest.approx(
-        config.server.graceful_timeout + config.streaming.settle_timeout
+        config.server.graceful_timeout + config.streaming.settle_timeout + 5.0
     )
     assert hconfig.backlog == 321 == config.server.backlog
     assert hconfig.h11_max_incomplete_size == 12_345
@@ -129,7 +130,7 @@ def test_hypercorn_config_defaults_follow_the_gateway_defaults() -> None:
     config = config_with()
     hconfig = hypercorn_config(config, fd=3)
     assert hconfig.bind == ["fd://3"]
-    assert hconfig.graceful_timeout == pytest.approx(65.0)
+    assert hconfig.graceful_timeout == pytest.approx(70.0)
     assert hconfig.backlog == 2048
     assert hconfig.h11_max_incomplete_size == 65536
 

@@ -7,13 +7,16 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from functools import partial
 
 import trio
 
 from ._config import describe_config, hash_key, load_config, load_ledger_config
 from ._errors import ConfigError
+from ._logging import configure_logging
 from ._mock import MockUpstream
-from ._server import serve
+from ._server import serve, serve_worker
+from ._supervisor import run_workers
 from ._usage_report import run_usage
 
 
@@ -23,6 +26,10 @@ def _parser() -> argparse.ArgumentParser:
     default_config = os.environ.get("TRIO_GATEWAY_CONFIG", "config.toml")
     serve_cmd = commands.add_parser("serve", help="run the gateway on hypercorn's trio worker")
     serve_cmd.add_argument("--config", default=default_config)
+    # One worker process of `serve` with server.workers > 1 (started by the supervisor).
+    worker = commands.add_parser("worker", help=argparse.SUPPRESS)
+    worker.add_argument("--config", default=default_config)
+    worker.add_argument("--fd", type=int, required=True)
     check = commands.add_parser("check-config", help="validate a config and print a summary")
     check.add_argument("--config", default=default_config)
     mock = commands.add_parser("mock-upstream", help="run the mock LLM upstream on 127.0.0.1")
@@ -72,10 +79,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check-config":
             print(describe_config(config))  # ruff: ignore[print]
             return 0
-        logging.basicConfig(
-            level=config.server.log_level.upper(),
-            format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        )
+        configure_logging(config.server.log_level, config.server.log_format)
+        if args.command == "worker":
+            trio.run(partial(serve_worker, config, fd=args.fd))
+            return 0
+        if config.server.workers > 1:
+            return run_workers(config, config_path=args.config)
         trio.run(serve, config)
         return 0
     except ConfigError as error:

@@ -9,6 +9,8 @@ over from).
 from __future__ import annotations
 
 import time
+from collections.abc import Generator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Final
@@ -22,6 +24,7 @@ from ._errors import (
     GatewayError,
     InvalidRequest,
     RateLimited,
+    ShuttingDown,
     UpstreamError,
     UpstreamProtocolError,
     UpstreamStatusError,
@@ -30,6 +33,7 @@ from ._errors import (
 )
 from ._http1 import UpstreamResponse
 from ._ledger import AttemptRecord, Ledger, Outcome, utc_now
+from ._metrics import Metrics
 from ._protocol._frames import dumps
 from ._protocol._names import Protocol
 from ._protocol._pricing import cost_usd
@@ -131,7 +135,7 @@ class Attempt:
         return self.body_usage[1] if self.body_usage else self.tap.usage_source
 
 
-@dataclass(slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True, eq=False)  # identity: kept in the gateway's set
 class Exchange:
     """Mutable per-request state, owned by the request's tasks."""
 
@@ -148,6 +152,33 @@ class Exchange:
     attempts: int = 0
     current: Attempt | None = None
     reservation: Reservation | None = None
+    #: The ledger outcome of the attempt settled last: the request's outcome once it ends.
+    final_outcome: Outcome | None = None
+    #: Set by :meth:`cut` (graceful shutdown): the error the request ends with.
+    cut_error: GatewayError | None = None
+    _cut_scopes: list[trio.CancelScope] = field(default_factory=list)
+
+    def cut(self, error: GatewayError) -> None:
+        """End the request's upstream work now (graceful shutdown ran out of time): every
+        :meth:`cuttable` scope is cancelled, and its task reports ``error`` to the client."""
+        if self.cut_error is None:
+            self.cut_error = error
+        for scope in self._cut_scopes:
+            scope.cancel()
+
+    @contextmanager
+    def cuttable(self) -> Generator[trio.CancelScope, None, None]:
+        """A cancel scope that :meth:`cut` cancels (also when entered after the cut).
+        Tasks check ``scope.cancelled_caught`` afterwards and report :attr:`cut_error`."""
+        scope = trio.CancelScope()
+        if self.cut_error is not None:
+            scope.cancel()
+        self._cut_scopes.append(scope)
+        try:
+            with scope:
+                yield scope
+        finally:
+            self._cut_scopes.remove(scope)
 
 
 def _may_fail_over(error: GatewayError) -> bool:
@@ -162,10 +193,13 @@ def _may_fail_over(error: GatewayError) -> bool:
 class Attempts:
     """Opens upstream attempts (with failover) and settles them."""
 
-    def __init__(self, *, streaming: StreamingConfig, ledger: Ledger, budgets: Budgets) -> None:
+    def __init__(
+        self, *, streaming: StreamingConfig, ledger: Ledger, budgets: Budgets, metrics: Metrics
+    ) -> None:
         self._streaming = streaming
         self._ledger = ledger
         self._budgets = budgets
+        self._metrics = metrics
 
     async def _new(self, ex: Exchange, upstream: Upstream) -> Attempt:
         """Create an attempt and write its row ahead, committed, before the upstream call.
@@ -346,6 +380,8 @@ class Attempts:
             if ex.first_content_at is not None and ex.current is attempt:
                 record.ttft_ms = (ex.first_content_at - ex.started) * 1000
             record.finished_at = utc_now()
+            ex.final_outcome = record.outcome
+            self._metrics.attempt_settled(record, model=ex.plan.model.name, error=attempt.error)
             if self._ledger.settle(record) and ex.reservation and record.cost_usd:
                 # The window of the row's own start, the rule the ledger sums by (an attempt
                 # that starts after midnight belongs to the new day, whenever it was admitted).
@@ -365,6 +401,8 @@ class Attempts:
     @staticmethod
     def _outcome(ex: Exchange, attempt: Attempt) -> Outcome:
         error = attempt.error
+        if isinstance(error, ShuttingDown):
+            return "interrupted"
         if isinstance(error, UpstreamTimeout):
             return "upstream_timeout"
         if attempt.completed_clean and attempt.tap.error is None:

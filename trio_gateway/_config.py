@@ -75,6 +75,9 @@ BudgetPeriod: TypeAlias = Literal["day", "month", "total"]
 DisconnectPolicy: TypeAlias = Literal["drain", "cancel"]
 
 _LOG_LEVELS: Final[tuple[LogLevel, ...]] = ("debug", "info", "warning", "error")
+LogFormat: TypeAlias = Literal["json", "text"]
+_LOG_FORMATS: Final[tuple[LogFormat, ...]] = ("json", "text")
+_LOOPBACK_HOSTS: Final = frozenset({"localhost", "::1"})
 _BUDGET_PERIODS: Final[tuple[BudgetPeriod, ...]] = ("day", "month", "total")
 _DISCONNECT_POLICIES: Final[tuple[DisconnectPolicy, ...]] = ("drain", "cancel")
 
@@ -126,6 +129,10 @@ class ServerConfig:
     Attributes:
         bind: ``host:port`` to listen on; IPv6 as ``[::1]:8080``; port 0 picks a free port.
         graceful_timeout: seconds in-flight streams get after SIGTERM.
+        accept_grace: seconds after SIGTERM during which connections are still accepted
+            (readiness 503, new API requests 503) before the listener closes, so a load
+            balancer sees the instance leave before connections are refused; part of
+            ``graceful_timeout``.
         max_request_bytes: largest request body accepted (413 beyond).
         max_header_bytes: total request header bytes accepted (431 beyond).
         tcp_user_timeout: kernel ``TCP_USER_TIMEOUT`` in seconds on accepted sockets, so a
@@ -133,16 +140,19 @@ class ServerConfig:
         backlog: the listen backlog.
         workers: number of worker processes.
         log_level: ``debug``, ``info``, ``warning`` or ``error``.
+        log_format: ``json`` (one object per line, for log shippers) or ``text``.
     """
 
     bind: str = "127.0.0.1:8080"
     graceful_timeout: float = 60.0
+    accept_grace: float = 5.0
     max_request_bytes: int = 33554432
     max_header_bytes: int = 65536
     tcp_user_timeout: float = 30.0
     backlog: int = 2048
     workers: int = 1
     log_level: LogLevel = "info"
+    log_format: LogFormat = "json"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -198,11 +208,15 @@ class MetricsConfig:
         token: the resolved token; ``None`` when the variable is unset or empty, and then
             ``/metrics`` is not served. Never shown by ``repr``.
         per_key_labels: add a per-key label to metrics (unbounded cardinality; off by default).
+        bind: ``host:port`` of a separate listener serving only ``GET /metrics`` (for
+            ``trio-gateway serve``); ``None`` = none. Without a token it must be a loopback
+            address, and then needs no token.
     """
 
     token_env: str | None = "TRIO_GATEWAY_METRICS_TOKEN"
     token: str | None = field(default=None, repr=False)
     per_key_labels: bool = False
+    bind: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -704,12 +718,14 @@ def _server(table: _Table) -> ServerConfig:
     return ServerConfig(
         bind=get("bind", _bind, d.bind),
         graceful_timeout=get("graceful_timeout", seconds, d.graceful_timeout),
+        accept_grace=get("accept_grace", seconds, d.accept_grace),
         max_request_bytes=get("max_request_bytes", size, d.max_request_bytes),
         max_header_bytes=get("max_header_bytes", size, d.max_header_bytes),
         tcp_user_timeout=get("tcp_user_timeout", seconds, d.tcp_user_timeout),
         backlog=get("backlog", size, d.backlog),
         workers=get("workers", size, d.workers),
         log_level=get("log_level", _choice(_LOG_LEVELS), d.log_level),
+        log_format=get("log_format", _choice(_LOG_FORMATS), d.log_format),
     )
 
 
@@ -744,10 +760,21 @@ def _ledger(table: _Table) -> LedgerConfig:
 def _metrics(table: _Table, environ: Mapping[str, str]) -> MetricsConfig:
     default = MetricsConfig()
     token_env = table.get("token_env", _optional_env_name, default.token_env)
+    token = _token(token_env, table.at("token_env"), environ)
+    bind = table.get("bind", _bind, None)
+    if bind is not None and token is None:
+        host = bind.rpartition(":")[0].strip("[]")
+        if host not in _LOOPBACK_HOSTS and not host.startswith("127."):
+            raise _error(
+                table.at("bind"),
+                "without a metrics token the metrics listener must be on loopback "
+                "(127.0.0.1 or [::1])",
+            )
     return MetricsConfig(
         token_env=token_env,
-        token=_token(token_env, table.at("token_env"), environ),
+        token=token,
         per_key_labels=table.get("per_key_labels", _boolean, default.per_key_labels),
+        bind=bind,
     )
 
 

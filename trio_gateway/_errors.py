@@ -26,6 +26,7 @@ __all__ = [
     "PayloadTooLarge",
     "RateLimited",
     "ServiceUnavailable",
+    "ShuttingDown",
     "Unauthorized",
     "UnknownModel",
     "UpstreamError",
@@ -168,6 +169,11 @@ class ServiceUnavailable(GatewayError):
 
     status_hint = 503
     error_type = "overloaded_error"
+
+
+class ShuttingDown(ServiceUnavailable):
+    """The graceful shutdown ended a request still in flight (its ledger outcome is
+    ``interrupted``)."""
 
 
 class UpstreamError(GatewayError):

@@ -36,12 +36,14 @@ from ._errors import (
     PayloadTooLarge,
     RateLimited,
     ServiceUnavailable,
+    ShuttingDown,
     Unauthorized,
     UnknownModel,
     UpstreamError,
 )
 from ._http1 import Connector
 from ._ledger import AttemptRecord, Ledger, spent_since, utc_now
+from ._metrics import MeteredReply, Metrics, serve_metrics
 from ._protocol._names import Protocol
 from ._protocol._requests import parse_request
 from ._protocol._upstream_errors import upstream_status_error
@@ -91,7 +93,16 @@ class Gateway:
         self.config = config
         self.ledger = Ledger(config.ledger.path)
         self.budgets = Budgets(load_spent=self._load_spent)
-        self.relay = Relay(streaming=config.streaming, ledger=self.ledger, budgets=self.budgets)
+        self.metrics = Metrics(
+            model_names=[model.name for model in config.models],
+            per_key_labels=config.metrics.per_key_labels,
+        )
+        self.relay = Relay(
+            streaming=config.streaming,
+            ledger=self.ledger,
+            budgets=self.budgets,
+            metrics=self.metrics,
+        )
         self.upstreams: dict[str, Upstream] = {
             upstream.name: Upstream(
                 upstream, connector=connector, connect_timeout=config.streaming.connect_timeout
@@ -102,6 +113,10 @@ class Gateway:
         self._key_in_flight: dict[str, int] = {}
         self.shutting_down = False
         self._started = False
+        #: API requests in flight (admitted or not yet), and the exchanges among them.
+        self._api_in_flight = 0
+        self._exchanges: set[Exchange] = set()
+        self._idle: trio.Event | None = None
 
     async def start(self) -> None:
         """Open the ledger (and recover rows a crash left in flight). Idempotent: both
@@ -114,6 +129,31 @@ class Gateway:
             logger.warning(
                 "ledger: %d attempts left in flight by a crash are now interrupted", interrupted
             )
+
+    # ------------------------------------------------------------------ shutdown
+
+    def begin_shutdown(self) -> None:
+        """Graceful shutdown begins: readiness 503 and new API requests refused (503)."""
+        self.shutting_down = True
+
+    async def wait_idle(self) -> None:
+        """Return once no API request is in flight."""
+        while self._api_in_flight:
+            self._idle = trio.Event()
+            await self._idle.wait()
+
+    def cut_in_flight(self) -> int:
+        """End every request still in flight with an in-band (or, uncommitted, HTTP 503)
+        error; each is then settled as ``interrupted``. Returns how many were cut."""
+        error = ShuttingDown("the gateway is shutting down; the request was ended early")
+        for exchange in self._exchanges:
+            exchange.cut(error)
+        return len(self._exchanges)
+
+    def _api_done(self) -> None:
+        self._api_in_flight -= 1
+        if not self._api_in_flight and self._idle is not None:
+            self._idle.set()
 
     async def aclose(self) -> None:
         """Close idle upstream connections and flush the ledger.
@@ -155,7 +195,7 @@ class Gateway:
         protocol = _API_ROUTES.get(path) or (
             "anthropic" if path == _COUNT_TOKENS else _guess_protocol(headers)
         )
-        reply = Reply(send, protocol=protocol, request_id="req_" + uuid.uuid4().hex)
+        reply = MeteredReply(send, protocol=protocol, request_id="req_" + uuid.uuid4().hex)
         try:
             if header_bytes > self.config.server.max_header_bytes:
                 raise HeadersTooLarge(
@@ -177,6 +217,9 @@ class Gateway:
                 with trio.CancelScope(shield=True), trio.move_on_after(1):
                     await reply.fail(GatewayError("internal gateway error"))
             raise
+        finally:
+            if path in _API_ROUTES:
+                self.metrics.request_ended(reply, now=trio.current_time())
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -195,7 +238,7 @@ class Gateway:
         self,
         scope: Scope,
         receive: Receive,
-        reply: Reply,
+        reply: MeteredReply,
         headers: dict[bytes, bytes],
         *,
         path: str,
@@ -223,6 +266,14 @@ class Gateway:
                 query=query if isinstance(query, bytes) else b"",
                 token=self.config.admin.token,
                 ledger_path=self.config.ledger.path,
+            )
+        elif path == "/metrics":  # exact match only (RELIABILITY B8)
+            await serve_metrics(
+                reply,
+                metrics=self.metrics,
+                headers=headers,
+                method=method,
+                token=self.config.metrics.token,
             )
         elif path == "/healthz":
             await self._plain(reply, 200, {"status": "ok"})
@@ -252,12 +303,22 @@ class Gateway:
         return found
 
     async def _serve_api(
-        self, scope: Scope, receive: Receive, reply: Reply, headers: dict[bytes, bytes]
+        self, scope: Scope, receive: Receive, reply: MeteredReply, headers: dict[bytes, bytes]
     ) -> None:
         if self.shutting_down:
             raise ServiceUnavailable("the gateway is shutting down; retry on another instance")
+        self._api_in_flight += 1
+        try:
+            await self._serve_admitted(scope, receive, reply, headers)
+        finally:
+            self._api_done()
+
+    async def _serve_admitted(
+        self, scope: Scope, receive: Receive, reply: MeteredReply, headers: dict[bytes, bytes]
+    ) -> None:
         started = trio.current_time()
         key = self._authenticate(headers)
+        reply.key = key.name
         limit = self.config.server.max_request_bytes
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -268,6 +329,7 @@ class Gateway:
         model = self.config.model_for(info.model)
         if model is None:
             raise UnknownModel(f"model '{info.model}' is not served by this gateway")
+        reply.model = model
         candidates = self._route_upstreams(protocol, model)
         if not candidates:
             raise InvalidRequest(
@@ -293,17 +355,20 @@ class Gateway:
             # (Later candidates are checked when failover reaches them.)
             plan.upstream_body(candidates[0], model=info.model)
         exchange = Exchange(request_id=reply.request_id, plan=plan, reply=reply, started=started)
+        reply.exchange = exchange
         try:
             exchange.reservation = await self._admit(plan, len(raw))
         except (Forbidden, RateLimited) as refusal:
             self._record_rejection(exchange, refusal)
             raise
+        self._exchanges.add(exchange)
         try:
             if info.stream:
                 await self.relay.serve_stream(exchange, receive)
             else:
                 await self.relay.serve_unary(exchange, receive)
         finally:
+            self._exchanges.discard(exchange)
             self._key_in_flight[key.name] -= 1
             if exchange.reservation is not None:
                 self.budgets.release(exchange.reservation)

@@ -92,6 +92,8 @@ _BUSY_TIMEOUT: Final = 5.0
 _CLOSE_FLUSH: Final = 10.0
 #: Settled keys remembered to refuse a second settle without SQL (beyond: SQL's guard).
 _SETTLED_MEMORY: Final = 16_384
+#: Outcomes logged as warnings (upstream faults, RELIABILITY: operators alert on these).
+_FAULTS: Final = frozenset({"upstream_error", "upstream_timeout"})
 
 _Key = tuple[str, int]
 _T = TypeVar("_T")
@@ -406,7 +408,10 @@ class Ledger:
         if record.finished_at is None:
             record.finished_at = utc_now()
         self._remember(record)
-        logger.info(json.dumps(record.as_json(), separators=(",", ":")))
+        # One structured line per settled attempt (docs/operations.md); upstream faults are
+        # warnings. Fields: names, counts and times only: never a key or prompt content.
+        level = logging.WARNING if record.outcome in _FAULTS else logging.INFO
+        logger.log(level, "attempt settled", extra={"fields": record.as_json()})
         if self._state == "closed":
             logger.error("ledger %s is closed: settle of %s not written", self.path, key)
         else:
@@ -425,6 +430,7 @@ class Ledger:
             record.finished_at = utc_now()
         self._mark_settled(_key(record))
         self._remember(record)
+        logger.info("request rejected", extra={"fields": record.as_json()})
         if self._state == "closed" or len(self._overflow) >= self._queue_size:
             self._dropped += 1
             if self._dropped % 1000 == 1:

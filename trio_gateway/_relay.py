@@ -43,12 +43,14 @@ from ._budgets import Budgets
 from ._config import StreamingConfig
 from ._errors import (
     GatewayError,
+    ShuttingDown,
     UpstreamError,
     UpstreamProtocolError,
     UpstreamTimeout,
 )
 from ._http1 import UpstreamResponse
 from ._ledger import Ledger
+from ._metrics import Metrics
 from ._protocol._error_bodies import ping_frame
 from ._protocol._tap import usage_from_body
 from ._translate._stream import Translator
@@ -88,9 +90,14 @@ WriterMessage = bytes | _Opened | _End | _Failure
 class Relay:
     """Runs requests: the streaming task shape and the non-streaming path."""
 
-    def __init__(self, *, streaming: StreamingConfig, ledger: Ledger, budgets: Budgets) -> None:
+    def __init__(
+        self, *, streaming: StreamingConfig, ledger: Ledger, budgets: Budgets, metrics: Metrics
+    ) -> None:
         self._streaming = streaming
-        self._attempts = Attempts(streaming=streaming, ledger=ledger, budgets=budgets)
+        self._metrics = metrics
+        self._attempts = Attempts(
+            streaming=streaming, ledger=ledger, budgets=budgets, metrics=metrics
+        )
         self.drains_in_flight = 0
         self.streams_in_flight = 0
 
@@ -101,6 +108,7 @@ class Relay:
         to_writer, from_reader = trio.open_memory_channel[WriterMessage](math.inf)
         handoff_send, handoff_receive = trio.open_memory_channel[Attempt | None](1)
         self.streams_in_flight += 1
+        self._metrics.set_streams_in_flight(self.streams_in_flight)
         try:
             async with trio.open_nursery() as request_nursery:
                 watcher_scope = trio.CancelScope()
@@ -117,6 +125,7 @@ class Relay:
                 watcher_scope.cancel()
         finally:
             self.streams_in_flight -= 1
+            self._metrics.set_streams_in_flight(self.streams_in_flight)
 
     async def _watch_disconnect(
         self, receive: Receive, ex: Exchange, watcher_scope: trio.CancelScope
@@ -139,9 +148,12 @@ class Relay:
         handoff: trio.MemorySendChannel[Attempt | None],
     ) -> None:
         try:
-            attempt = await self._attempts.open(ex)
-            to_writer.send_nowait(_OPENED)
-            await self._pump(ex, attempt, to_writer)
+            with ex.cuttable() as cut_scope:
+                attempt = await self._attempts.open(ex)
+                to_writer.send_nowait(_OPENED)
+                await self._pump(ex, attempt, to_writer)
+            if cut_scope.cancelled_caught and ex.cut_error is not None:
+                raise ex.cut_error
         except GatewayError as error:
             attempt_now = ex.current
             frame = None
@@ -243,6 +255,7 @@ class Relay:
             if self._streaming.keepalive_interval > 0:
                 await reply.write(ping)
                 ex.pings += 1
+                self._metrics.ping_sent()
         last_write = trio.current_time()
         while True:
             if message is None:
@@ -251,6 +264,7 @@ class Relay:
                 if message is None:
                     await reply.write(ping)
                     ex.pings += 1
+                    self._metrics.ping_sent()
                     last_write = trio.current_time()
                     continue
             if isinstance(message, bytes):
@@ -317,10 +331,12 @@ class Relay:
             try:
                 if self._should_drain(ex, attempt):
                     self.drains_in_flight += 1
+                    self._metrics.set_drains_in_flight(self.drains_in_flight)
                     try:
-                        await self._drain(attempt)
+                        await self._drain(ex, attempt)
                     finally:
                         self.drains_in_flight -= 1
+                        self._metrics.set_drains_in_flight(self.drains_in_flight)
             finally:
                 await self._attempts.settle(ex, attempt)
         finally:
@@ -340,11 +356,17 @@ class Relay:
             and self.drains_in_flight < self._streaming.max_concurrent_drains
         )
 
-    async def _drain(self, attempt: Attempt) -> None:
+    async def _drain(self, ex: Exchange, attempt: Attempt) -> None:
         """Read the upstream to its terminal event for billing; forward nothing."""
         try:
-            with trio.move_on_after(self._streaming.drain_timeout) as drain_deadline:
+            with (
+                trio.move_on_after(self._streaming.drain_timeout) as drain_deadline,
+                ex.cuttable() as cut_scope,
+            ):
                 await self._consume(attempt)
+            if cut_scope.cancelled_caught:
+                attempt.error = ex.cut_error
+                return
         except UpstreamTimeout:
             logger.info("drain of %s stopped by a deadline", attempt.record.request_id)
             return
@@ -409,41 +431,50 @@ class Relay:
 
     async def _unary_body(self, ex: Exchange) -> None:
         reply = ex.reply
+        answer: tuple[int, bytes] | None = None
         try:
-            attempt = await self._attempts.open(ex)
-            response = attempt.response
-            assert response is not None
-            tap = attempt.tap
-            if isinstance(tap, Translator):
-                # Translated routes always stream upstream; the tap assembles the answer.
-                await self._consume(attempt)
-                attempt.ended = True
-                failure = tap.failure()
-                if failure is not None:
-                    raise failure
-                if not tap.finished:
-                    raise UpstreamProtocolError(
-                        "upstream ended the stream before its terminal event"
-                    )
-                body = tap.final_body()
-                status = 200
-            else:
-                with trio.move_on_after(self._streaming.data_interval_timeout) as body_deadline:
-                    body = await response.read_all(max_bytes=self._streaming.max_event_bytes)
-                if body_deadline.cancelled_caught:
-                    raise UpstreamTimeout(
-                        "upstream response body did not complete in time", phase="data_interval"
-                    )
-                attempt.body_usage = usage_from_body(attempt.upstream.protocol, body)
-                attempt.ended = True
-                status = response.status
-            attempt.completed_clean = True
-            ex.first_content_at = trio.current_time()
-            await reply.respond(status, body)
+            with ex.cuttable():
+                answer = await self._unary_exchange(ex)
+            if answer is None:  # only a cut cancels that scope
+                raise ex.cut_error or ShuttingDown("the gateway is shutting down")
         except GatewayError as error:
             if ex.current is not None:
                 ex.current.error = error
             await reply.fail(error)
+            return
+        ex.first_content_at = trio.current_time()
+        await reply.respond(*answer)
+
+    async def _unary_exchange(self, ex: Exchange) -> tuple[int, bytes]:
+        """Open the upstream and read its whole answer: the status and body to respond
+        with (``_unary_body`` reports what goes wrong)."""
+        attempt = await self._attempts.open(ex)
+        response = attempt.response
+        assert response is not None
+        tap = attempt.tap
+        if isinstance(tap, Translator):
+            # Translated routes always stream upstream; the tap assembles the answer.
+            await self._consume(attempt)
+            attempt.ended = True
+            failure = tap.failure()
+            if failure is not None:
+                raise failure
+            if not tap.finished:
+                raise UpstreamProtocolError("upstream ended the stream before its terminal event")
+            body = tap.final_body()
+            status = 200
+        else:
+            with trio.move_on_after(self._streaming.data_interval_timeout) as body_deadline:
+                body = await response.read_all(max_bytes=self._streaming.max_event_bytes)
+            if body_deadline.cancelled_caught:
+                raise UpstreamTimeout(
+                    "upstream response body did not complete in time", phase="data_interval"
+                )
+            attempt.body_usage = usage_from_body(attempt.upstream.protocol, body)
+            attempt.ended = True
+            status = response.status
+        attempt.completed_clean = True
+        return status, body
 
 
 async def _read_tail(response: UpstreamResponse) -> None:

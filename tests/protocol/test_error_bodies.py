@@ -31,6 +31,7 @@ from trio_gateway._errors import (
     PayloadTooLarge,
     RateLimited,
     ServiceUnavailable,
+    ShuttingDown,
     Unauthorized,
     UnknownModel,
     UpstreamError,
@@ -225,6 +226,15 @@ CASES: tuple[Case, ...] = (
         "server_error",
         "service_unavailable",
         "the gateway is shutting down",
+    ),
+    Case(
+        "ShuttingDown",
+        lambda: ShuttingDown("the gateway is shutting down; the request was ended early"),
+        503,
+        "overloaded_error",
+        "server_error",
+        "service_unavailable",
+        "the gateway is shutting down; the request was ended early",
     ),
     Case(
         "UpstreamError",
