@@ -121,7 +121,7 @@ async def serve(
         if config.mock_upstream is not None:
             host, port = split_bind(config.mock_upstream.bind)
             mock = MockUpstream(interval=config.mock_upstream.interval)
-            await server_nursery.start(_serve_mock, mock, host, port)
+            await server_nursery.start(serve_mock, mock, host, port)
         async with open_gateway(config, connector=connector) as gateway:
             await serve_gateway(gateway, shutdown_trigger=shutdown_trigger, task_status=task_status)
         server_nursery.cancel_scope.cancel()
@@ -266,7 +266,7 @@ async def _drain_on_shutdown(
         logger.warning("shutdown: %d in-flight requests ended (%s)", cut, reason)
 
 
-async def _serve_mock(
+async def serve_mock(
     mock: MockUpstream, host: str, port: int, *, task_status: trio.TaskStatus[int]
 ) -> None:
     await mock.serve(host=host, port=port, task_status=task_status)

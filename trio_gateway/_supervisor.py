@@ -42,7 +42,13 @@ import trio
 from ._config import GatewayConfig
 from ._metrics import mark_worker_dead, render_directory
 from ._mock import MockUpstream
-from ._server import ShutdownSignals, listening_socket, serve_metrics_listener, split_bind
+from ._server import (
+    ShutdownSignals,
+    listening_socket,
+    serve_metrics_listener,
+    serve_mock,
+    split_bind,
+)
 
 __all__ = ["run_workers"]
 
@@ -157,7 +163,7 @@ async def _supervise(workers: _Workers) -> None:
         if config.mock_upstream is not None:
             host, port = split_bind(config.mock_upstream.bind)
             mock = MockUpstream(interval=config.mock_upstream.interval)
-            await nursery.start(_serve_mock, mock, host, port)
+            await nursery.start(serve_mock, mock, host, port)
         if config.metrics.bind is not None:
             directory = workers.env["PROMETHEUS_MULTIPROC_DIR"]
             await nursery.start(
@@ -192,9 +198,3 @@ async def _forward_signals(workers: _Workers, signals: ShutdownSignals) -> None:
     workers.signal_all(signal.SIGTERM)
     await signals.second.wait()
     workers.signal_all(signal.SIGTERM)
-
-
-async def _serve_mock(
-    mock: MockUpstream, host: str, port: int, *, task_status: trio.TaskStatus[int]
-) -> None:
-    await mock.serve(host=host, port=port, task_status=task_status)
