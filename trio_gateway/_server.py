@@ -41,17 +41,29 @@ def split_bind(bind: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def listening_socket(config: GatewayConfig) -> socket.socket:
-    """A bound, listening TCP socket with the options hypercorn cannot set."""
-    host, port = split_bind(config.server.bind)
+def listening_socket(
+    config: GatewayConfig, *, reuse_port: bool = False, port: int | None = None
+) -> socket.socket:
+    """A bound, listening TCP socket with the options hypercorn cannot set.
+
+    Args:
+        config: ``server.bind``, ``server.tcp_user_timeout`` and ``server.backlog``.
+        reuse_port: set ``SO_REUSEPORT``, so that several sockets (one per worker) share the
+            port and the kernel spreads new connections evenly across them.
+        port: bind this port instead of the one in ``server.bind`` (the port a first
+            ``reuse_port`` socket got for ``:0``).
+    """
+    host, bind_port = split_bind(config.server.bind)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         user_timeout_ms = int(config.server.tcp_user_timeout * 1000)
         if user_timeout_ms > 0 and hasattr(socket, "TCP_USER_TIMEOUT"):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, user_timeout_ms)
-        sock.bind((host, port))
+        sock.bind((host, bind_port if port is None else port))
         sock.listen(config.server.backlog)
     except BaseException:
         sock.close()

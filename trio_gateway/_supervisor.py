@@ -1,10 +1,13 @@
 """``trio-gateway serve`` with ``server.workers`` > 1: one listening socket, N worker processes.
 
-Theory of operation: the supervisor (this process) binds the listening socket once (with
-``TCP_USER_TIMEOUT`` and the backlog, ``_server.listening_socket``) and starts N workers,
-each ``python -m trio_gateway worker --fd N``: a full gateway on hypercorn's trio worker,
-accepting on the inherited socket (the kernel spreads connections). It also runs the
-built-in mock upstream, once, when configured.
+Theory of operation: the supervisor (this process) binds one listening socket per worker,
+all on the configured port with ``SO_REUSEPORT`` (and ``TCP_USER_TIMEOUT`` and the backlog,
+``_server.listening_socket``), and starts N workers, each ``python -m trio_gateway worker
+--fd N``: a full gateway on hypercorn's trio worker, accepting on its inherited socket. The
+kernel hashes new connections evenly across the sockets (one shared socket lets whichever
+worker wakes first take most of them). A restarted worker gets its predecessor's socket, so
+connections hashed to it wait in its backlog for the moment the restart takes instead of
+being refused. The supervisor also runs the built-in mock upstream, once, when configured.
 
 - **Metrics** aggregate across workers through prometheus_client's multiprocess mode: the
   supervisor makes a fresh private directory per run (``mkdtemp``, mode 0700) and passes it
@@ -64,7 +67,7 @@ _KILL_MARGIN: Final = 30.0
 class _Workers:
     config: GatewayConfig
     config_path: str
-    fd: int
+    fds: list[int]
     env: dict[str, str]
     shutting_down: bool = False
     shutdown_started: trio.Event = field(default_factory=trio.Event)
@@ -72,7 +75,7 @@ class _Workers:
     processes: dict[int, trio.Process] = field(default_factory=dict)
     deaths: deque[float] = field(default_factory=deque)
 
-    def command(self) -> list[str]:
+    def command(self, index: int) -> list[str]:
         return [
             sys.executable,
             "-m",
@@ -81,14 +84,17 @@ class _Workers:
             "--config",
             self.config_path,
             "--fd",
-            str(self.fd),
+            str(self.fds[index]),
         ]
 
     async def run_one(self, index: int) -> None:
         """Keep worker ``index`` running until a shutdown; restart it when it dies."""
         while True:
             process = await trio.lowlevel.open_process(
-                self.command(), pass_fds=(self.fd,), env=self.env, stdin=subprocess.DEVNULL
+                self.command(index),
+                pass_fds=(self.fds[index],),
+                env=self.env,
+                stdin=subprocess.DEVNULL,
             )
             self.processes[index] = process
             logger.info("worker %d started (pid %d)", index, process.pid)
@@ -136,23 +142,33 @@ def run_workers(config: GatewayConfig, *, config_path: str) -> int:
     Returns:
         The exit code: 0 when every worker shut down cleanly, 1 otherwise.
     """
-    sock = listening_socket(config)
-    sock.set_inheritable(True)
-    metrics_dir = tempfile.mkdtemp(prefix="trio-gateway-metrics-")
-    previous = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    first = listening_socket(config, reuse_port=True)
+    socks = [first]
     try:
-        env = dict(os.environ)
-        workers = _Workers(config, config_path, sock.fileno(), env)
-        trio.run(_supervise, workers)
-        return 1 if workers.failed else 0
+        port = first.getsockname()[1]
+        socks += [
+            listening_socket(config, reuse_port=True, port=port)
+            for _ in range(config.server.workers - 1)
+        ]
+        for sock in socks:
+            sock.set_inheritable(True)
+        metrics_dir = tempfile.mkdtemp(prefix="trio-gateway-metrics-")
+        previous = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        try:
+            env = dict(os.environ)
+            workers = _Workers(config, config_path, [sock.fileno() for sock in socks], env)
+            trio.run(_supervise, workers)
+            return 1 if workers.failed else 0
+        finally:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            if previous is None:
+                os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+            else:
+                os.environ["PROMETHEUS_MULTIPROC_DIR"] = previous
     finally:
-        sock.close()
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-        if previous is None:
-            os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        else:
-            os.environ["PROMETHEUS_MULTIPROC_DIR"] = previous
+        for sock in socks:
+            sock.close()
 
 
 async def _supervise(workers: _Workers) -> None:

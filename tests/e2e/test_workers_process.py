@@ -46,7 +46,9 @@ async def one_request(client: httpx.AsyncClient, base: str, index: int) -> None:
         "stream": index % 3 != 0,
         "messages": [{"role": "user", "content": "hi"}],
     }
-    response = await client.post(base + "/v1/messages", json=body, headers=HEADERS)
+    # A new connection per request, as many different clients would make.
+    headers = {**HEADERS, "connection": "close"}
+    response = await client.post(base + "/v1/messages", json=body, headers=headers)
     assert response.status_code == 200, response.text
 
 
@@ -70,7 +72,10 @@ async def test_two_workers_counters_stay_monotonic_and_equal_the_ledger(tmp_path
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(load)
                 for _ in range(20):
-                    answer = await client.get(server.base + "/metrics", headers=METRICS)
+                    # A new connection per scrape: whichever worker answers, the same totals.
+                    answer = await client.get(
+                        server.base + "/metrics", headers={**METRICS, "connection": "close"}
+                    )
                     assert answer.status_code == 200
                     scraped.append(total(answer.text, "trio_gateway_requests_total"))
                     await trio.sleep(0.1)
