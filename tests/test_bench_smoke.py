@@ -33,8 +33,8 @@ def test_quick_bench_runs_and_prints_its_tables() -> None:
     assert result.returncode == 0, result.stderr[-4000:]
     report = result.stdout
     assert "### Goals" in report
-    columns = "| mock | bare | bare merged | trio_gateway pass | trio_gateway translated |"
-    assert f"| scenario {columns}" in report
+    columns = "mock | mock chat | bare | bare merged | trio_gateway pass | trio_gateway translated"
+    assert f"| scenario | {columns} |" in report
     # The errors / client-CPU tables: every cell reads "0 / N %".
     health = re.findall(r"^\| [^|]*c=\d+ \|(.*)\|$", report, re.MULTILINE)
     cells = [cell.strip() for line in health for cell in line.split("|") if "%" in cell]
