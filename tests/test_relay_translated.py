@@ -188,39 +188,27 @@ async def test_upstream_http_errors_keep_their_status_in_the_callers_shape(
 
 
 @PAIRS
-async def test_non_streaming_caller_gets_the_upstream_failure_as_an_http_error(
+@pytest.mark.parametrize("scenario", ["error_event:after=4", "cut:after=4"])
+async def test_non_streaming_caller_gets_an_upstream_failure_as_an_http_error(
     make_gateway: GatewayFactory,
     mock: MockUpstream,
     client: Protocol,
     upstream: Protocol,
+    scenario: str,
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     gateway, http = await make_gateway()
-    body = request_body(client, model(upstream, "error_event:after=4"))
+    body = request_body(client, model(upstream, scenario))
     body["stream"] = False
     response = await http.request("POST", PATHS[client], json=body, headers=auth(client))
-    # Anthropic's mid-stream error is overloaded_error (529); the OpenAI mocks' server_error
-    # is an upstream fault (502).
-    assert response.status == (529 if upstream == "anthropic" else 502)
-    assert "Overloaded" in response.body.decode()
+    if scenario.startswith("error_event"):
+        # Anthropic's mid-stream error is overloaded_error (529); the OpenAI mocks'
+        # server_error is an upstream fault (502).
+        assert response.status == (529 if upstream == "anthropic" else 502)
+        assert "Overloaded" in response.body.decode()
+    else:  # the stream was cut before its terminal event
+        assert response.status == 502
     assert mock.requests[0].body["stream"] is True  # type: ignore[index]
-    assert only_record(gateway).outcome == "upstream_error"
-    assert_nothing_leaked(gateway)
-
-
-@PAIRS
-async def test_non_streaming_caller_of_a_stream_cut_off_gets_502(
-    make_gateway: GatewayFactory,
-    mock: MockUpstream,
-    client: Protocol,
-    upstream: Protocol,
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    gateway, http = await make_gateway()
-    body = request_body(client, model(upstream, "cut:after=4"))
-    body["stream"] = False
-    response = await http.request("POST", PATHS[client], json=body, headers=auth(client))
-    assert response.status == 502
     assert only_record(gateway).outcome == "upstream_error"
     assert_nothing_leaked(gateway)
 
