@@ -35,7 +35,9 @@ async def _one_stream(live: Live, results: list[bytes]) -> None:
     host, port = live.url.removeprefix("http://").rsplit(":", 1)
     body = json.dumps(
         {
-            "model": "mock-text:tokens=8,interval=0.4",
+            # 8 events 1 s apart: long enough that all 512 are open at once even when the
+            # one process running client, gateway and mock is slow to start them all.
+            "model": "mock-text:tokens=8,interval=1.0",
             "max_tokens": 64,
             "stream": True,
             "messages": [{"role": "user", "content": "hi"}],
