@@ -294,8 +294,9 @@ class _Connection:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 data = b""
             if not data:
+                # The outcome is set by _play once the response task has stopped, so an
+                # event whose bytes were already written is counted in events_sent first.
                 self._peer_gone = True
-                record.outcome = "client_closed"
                 response_scope.cancel(reason="client went away")
                 return
             self._h11.receive_data(bytes(data))
