@@ -67,7 +67,7 @@ GROUPS: Final = ("paced", "matrix", "protocols", "scaling", "idle", "large")
 SCALING: Final = ("trio_gateway fast", "trio_gateway x2")
 
 
-PACED: Final = Row(20, 0.05, 128, seconds=7.0, ramp=1.25, measure_after=1.5)
+PACED: Final = Row(20, 0.05, 128, seconds=7.0, ramp=1.25, measure_after=1.5, token_pace=True)
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ QUICK: Final = Settings(
     tokens=(20,),
     gaps=(0.0,),
     concurrency=(4,),
-    paced=Row(20, 0.02, 8, seconds=1.2, ramp=0.2, measure_after=0.3),
+    paced=Row(20, 0.02, 8, seconds=1.2, ramp=0.2, measure_after=0.3, token_pace=True),
     protocol_rows=(
         Row(20, 0.0, 2, path="/v1/chat/completions"),
         Row(20, 0.0, 2, path="/v1/responses"),
@@ -290,7 +290,7 @@ def run_cell(
     """One load run of ``row`` against ``col``, with the server's CPU and peak RSS."""
     server = bench.server(col.server)
     seconds = row.seconds if row.seconds else bench.settings.seconds
-    model = model or f"{col.model_prefix}mock-text:tokens={row.tokens},interval={row.gap:g}"
+    model = model or f"{col.model_prefix}mock-{row.spec}"
     command = [
         sys.executable,
         str(LOAD),

@@ -293,6 +293,38 @@ def test_timing_of_stalls() -> None:
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("scenario", ["text:tokens=5", "thinking:tokens=2", "tools"])
+def test_token_pace_waits_only_before_content_deltas(dialect: Dialect, scenario: str) -> None:
+    paced = script_for(f"{scenario}+token_pace", dialect, interval=0.05)
+    plain = script_for(scenario, dialect, interval=0.05)
+    # The same bytes (the model name echoes the spec), only the timing differs.
+    assert wire(paced).replace(b"+token_pace", b"") == wire(plain)
+    waits = [write.delay > 0 for write in paced.writes]
+    content = [_is_content(dialect, write.data) for write in paced.writes]
+    assert waits == content
+    assert sum(content) >= 2  # deltas exist and framing events (False) surround them
+    assert not waits[0]
+    assert not waits[-1]
+
+
+def _is_content(dialect: Dialect, data: bytes) -> bool:
+    (event,) = parse_sse(data)
+    if dialect == "anthropic":
+        return event.event == "content_block_delta"
+    if dialect == "openai-responses":
+        return event.event in {
+            "response.output_text.delta",
+            "response.reasoning_summary_text.delta",
+            "response.function_call_arguments.delta",
+        }
+    if event.data == "[DONE]":
+        return False
+    choices = json.loads(event.data)["choices"]
+    delta = choices[0]["delta"] if choices else {}
+    return bool(delta.get("content") or delta.get("reasoning_content") or delta.get("tool_calls"))
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
 def test_status_with_retry_after(dialect: Dialect) -> None:
     script = script_for("status:code=429,retry_after=2", dialect)
     assert script.status == 429

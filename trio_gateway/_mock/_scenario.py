@@ -19,7 +19,10 @@ Scenarios (all three protocols unless noted; "event" = one SSE event, 0-based):
       in usage), ``echo`` (the text is JSON of what the mock received, credentials left
       out).
     * timing: ``stall_headers:secs`` (3600) before the head; ``slow_first:secs`` (30)
-      before the first event; ``stall:after,secs`` (3, 3600) after ``after`` events.
+      before the first event; ``stall:after,secs`` (3, 3600) after ``after`` events;
+      ``token_pace``: ``interval`` separates content deltas only (text, thinking, tool
+      arguments), the framing events around them follow at once, as a real model streams
+      (without it every event after the first waits ``interval``).
     * endings: ``cut:after`` (3) closes with FIN after ``after`` events, ``reset:after``
       (3) with RST; on a fixed body any ``after`` >= 1 sends half of it.
     * errors: ``status:code,retry_after`` (500), ``canary:code`` (401, the body echoes
@@ -81,6 +84,7 @@ _PARAMS: Final[Mapping[str, Mapping[str, _Kind]]] = {
     "echo": {},
     "stall_headers": {"secs": "float"},
     "slow_first": {"secs": "float"},
+    "token_pace": {},
     "stall": {"after": "int", "secs": "float"},
     "cut": {"after": "int"},
     "reset": {"after": "int"},
@@ -118,6 +122,7 @@ FLAGS: Final[frozenset[str]] = frozenset(
         "usage_with_choices",
         "zero_usage",
         "incomplete",
+        "token_pace",
     }
 )
 

@@ -14,6 +14,7 @@ fault needs a point inside the body.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -203,6 +204,7 @@ def answer_script(
     answer = build_answer(plan, dialect=dialect, number=number, body=body, headers=headers)
     stream = isinstance(body, dict) and body.get("stream") is True
     head = (*_SSE_HEADERS, _id_header(dialect, number)) if stream else None
+    paced: tuple[bool, ...] | None = None  # token_pace: which events wait ``interval``
     if head is None:
         payload = dumps(_BODIES[dialect](answer))
         data = (broken_json(payload) if plan.malformed_at is not None else payload).encode()
@@ -217,8 +219,14 @@ def answer_script(
     else:
         frames = _FRAMES[dialect](answer)
         pieces = encode_frames(frames, crlf=plan.has("crlf"), malformed_at=plan.malformed_at)
+        if plan.has("token_pace"):
+            paced = tuple(_is_token(frame) for frame in frames)
     interval = default_interval if plan.interval is None else plan.interval
-    writes = _timed(pieces, plan, interval=interval) if stream else _timed_body(pieces, plan)
+    writes = (
+        _timed(pieces, plan, interval=interval, paced=paced)
+        if stream
+        else _timed_body(pieces, plan)
+    )
     outcome = "error_event" if stream and plan.error_after is not None else "completed"
     return Script(
         200,
@@ -257,12 +265,16 @@ def _timed(
     interval: float,
     stall_after: int | None = None,
     end_after: int | None = None,
+    paced: Sequence[bool] | None = None,
 ) -> tuple[Write, ...]:
     stall_after = plan.stall_after if stall_after is None else stall_after
     end_after = plan.end_after if end_after is None else end_after
     writes: list[Write] = []
     for index, data in enumerate(pieces):
-        delay = plan.first_delay if index == 0 else interval
+        if paced is None:
+            delay = plan.first_delay if index == 0 else interval
+        else:
+            delay = (plan.first_delay if index == 0 else 0.0) + (interval if paced[index] else 0.0)
         stalled = stall_after == index
         writes.append(Write(delay + (plan.stall_secs if stalled else 0.0), data, stalled))
     if stall_after is not None and stall_after >= len(pieces):
@@ -270,6 +282,22 @@ def _timed(
     if end_after is not None:
         del writes[end_after:]
     return tuple(writes)
+
+
+def _is_token(frame: Frame) -> bool:
+    """Whether ``frame`` carries content (a text, thinking or tool-argument delta)."""
+    if frame.event is not None:
+        return frame.event == "content_block_delta" or (
+            frame.event.startswith("response.") and frame.event.endswith(".delta")
+        )
+    if not frame.data.startswith("{"):  # Chat's [DONE]
+        return False
+    chunk = json.loads(frame.data)  # Chat: data-only chunks
+    choices = chunk.get("choices") if isinstance(chunk, dict) else None
+    if not choices:
+        return False
+    delta = choices[0].get("delta") or {}
+    return bool(delta.get("content") or delta.get("reasoning_content") or delta.get("tool_calls"))
 
 
 def _timed_body(pieces: Sequence[bytes], plan: Plan) -> tuple[Write, ...]:
