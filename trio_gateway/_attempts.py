@@ -148,6 +148,8 @@ class Exchange:
     first_content_at: float | None = None
     queued_bytes: int = 0
     writing: bool = False
+    #: When the client writer last wrote (trio time): the keepalive timer's origin.
+    last_write: float = 0.0
     pings: int = 0
     attempts: int = 0
     current: Attempt | None = None

@@ -1,6 +1,7 @@
 """The per-request streaming relay: upstream → SSE decoder → tap → client.
 
-Theory of operation (DESIGN §4). One nursery per request runs four tasks:
+Theory of operation (DESIGN §4). One nursery per request runs three tasks, and the
+request's own task does the fourth part (drain-for-billing) when they are done:
 
 - **disconnect watcher**: awaits ``receive()`` until ``http.disconnect`` and then cancels the
   client scope. hypercorn's ``send()`` never reports a disconnect (STACK-FACTS §2), so this
@@ -13,17 +14,20 @@ Theory of operation (DESIGN §4). One nursery per request runs four tasks:
   ``commit_delay``, writes frames (merging whatever is queued into one ``send``), sends a
   keepalive ping after ``keepalive_interval`` of silence, and ends the body with the
   terminal event or an in-band error event.
-- **drain-for-billing** [not in the client scope]: receives the reader's attempt when the
-  reader ends for any reason; if the client left mid-stream and the policy is ``drain``, it
-  keeps reading the upstream to its terminal event (bounded by ``drain_timeout``,
-  ``data_interval_timeout`` and ``max_concurrent_drains``); then it settles.
+- **drain-for-billing** [not in the client scope]: the request task, once the client scope
+  has ended for any reason, takes the reader's attempt; if the client left mid-stream and the
+  policy is ``drain``, it keeps reading the upstream to its terminal event (bounded by
+  ``drain_timeout``, ``data_interval_timeout`` and ``max_concurrent_drains``); then it
+  settles. (It was a task of its own, waiting on a hand-off channel from the start; running
+  it in the request task saves a task, a channel and an event per request, measured in
+  ``bench/README.md``, and changes no ordering: it always started after the reader ended.)
 
 Invariants:
 - Every upstream attempt is settled exactly once, in a shielded and bounded scope, by the
   code that ends it: failed pre-commit attempts by the failover loop, the final attempt by
-  the drain-for-billing task. Settlement never waits on the client writer.
+  drain-for-billing. Settlement never waits on the client writer.
 - The reader is only ever cancelled while awaiting ``UpstreamResponse.receive_some()``,
-  which is cancel-safe, so the drain task continues exactly where the reader stopped.
+  which is cancel-safe, so drain-for-billing continues exactly where the reader stopped.
 - The writer only ever writes complete SSE blocks, so every ping lands on an event boundary.
 """
 
@@ -31,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -73,6 +77,10 @@ class _End:
     """Writer message: the stream is complete; end the body."""
 
 
+class _Ping:
+    """Writer message: the reader's keepalive timer passed; ping unless a write since."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Failure:
     """Writer message: end the response with this error; ``frame`` is its in-band form,
@@ -84,7 +92,8 @@ class _Failure:
 
 _OPENED: Final = _Opened()
 _END: Final = _End()
-WriterMessage = bytes | _Opened | _End | _Failure
+_PING: Final = _Ping()
+WriterMessage = bytes | _Opened | _End | _Ping | _Failure
 
 
 class Relay:
@@ -104,25 +113,23 @@ class Relay:
     # ------------------------------------------------------------------ streaming
 
     async def serve_stream(self, ex: Exchange, receive: Receive) -> None:
-        """Serve a streaming request with the four-task shape described above."""
+        """Serve a streaming request with the task shape described above."""
         to_writer, from_reader = trio.open_memory_channel[WriterMessage](math.inf)
-        handoff_send, handoff_receive = trio.open_memory_channel[Attempt | None](1)
         self.streams_in_flight += 1
         self._metrics.set_streams_in_flight(self.streams_in_flight)
         try:
             async with trio.open_nursery() as request_nursery:
                 watcher_scope = trio.CancelScope()
                 request_nursery.start_soon(self._watch_disconnect, receive, ex, watcher_scope)
-                billing_done = trio.Event()
-                request_nursery.start_soon(
-                    self._drain_for_billing, ex, handoff_receive, billing_done
-                )
-                with ex.client_scope:
-                    async with trio.open_nursery() as client_nursery:
-                        client_nursery.start_soon(self._read_upstream, ex, to_writer, handoff_send)
-                        client_nursery.start_soon(self._write_client, ex, from_reader)
-                await billing_done.wait()
-                watcher_scope.cancel()
+                try:
+                    with ex.client_scope:
+                        async with trio.open_nursery() as client_nursery:
+                            client_nursery.start_soon(self._read_upstream, ex, to_writer)
+                            client_nursery.start_soon(self._write_client, ex, from_reader)
+                finally:
+                    # Outside the client scope; shielded where it must finish (see there).
+                    await self._drain_for_billing(ex)
+                    watcher_scope.cancel()
         finally:
             self.streams_in_flight -= 1
             self._metrics.set_streams_in_flight(self.streams_in_flight)
@@ -142,10 +149,7 @@ class Relay:
             ex.client_scope.cancel()
 
     async def _read_upstream(
-        self,
-        ex: Exchange,
-        to_writer: trio.MemorySendChannel[WriterMessage],
-        handoff: trio.MemorySendChannel[Attempt | None],
+        self, ex: Exchange, to_writer: trio.MemorySendChannel[WriterMessage]
     ) -> None:
         try:
             with ex.cuttable() as cut_scope:
@@ -162,8 +166,6 @@ class Relay:
                 attempt_now.ended = True
                 frame = attempt_now.tap.error_frame(error, request_id=ex.request_id)
             to_writer.send_nowait(_Failure(error, frame))
-        finally:
-            handoff.send_nowait(ex.current)
 
     async def _pump(
         self, ex: Exchange, attempt: Attempt, to_writer: trio.MemorySendChannel[WriterMessage]
@@ -172,47 +174,37 @@ class Relay:
         response = attempt.response
         assert response is not None
         decoder, tap = attempt.decoder, attempt.tap
-        interval = self._streaming.data_interval_timeout
         budget = self._streaming.client_buffer_bytes
         secrets = attempt.upstream.secrets
-        with trio.CancelScope(deadline=trio.current_time() + interval) as data_interval_deadline:
-            while not tap.finished:
-                chunk = await self._receive_or_checkpoint(attempt)
-                if chunk is None:
-                    continue
-                now = trio.current_time()
-                data_interval_deadline.deadline = now + interval
-                if chunk:
-                    raw, events = decoder.feed(chunk)
-                    if not raw:
-                        continue
-                    had_error = tap.error is not None
-                    out = tap.forward(raw, events)
-                else:  # EOF: a translated Chat stream may end cleanly without [DONE]
-                    had_error = tap.error is not None
-                    out = tap.end_of_stream()
-                if tap.error is not None and not had_error:
-                    out = _scrub(out, secrets)
-                if out:
-                    if ex.first_content_at is None:
-                        ex.first_content_at = now
-                    if ex.writing and ex.queued_bytes > budget:
-                        # More than the budget waits behind a write that has not returned:
-                        # the client stopped reading (RELIABILITY C4). Drop it and keep the
-                        # upstream for billing; this cancels our own scope too. Only bytes
-                        # queued behind a write in progress count (not the frame just
-                        # received, nor frames the writer was not yet scheduled to take),
-                        # so one event larger than the budget never drops a client that
-                        # reads (PEER-BUGS 11).
-                        self._client_gone(ex, "stalled")
-                    ex.queued_bytes += len(out)
-                    to_writer.send_nowait(out)
-                if not chunk:
-                    break
-        if data_interval_deadline.cancelled_caught:
-            raise UpstreamTimeout(
-                f"upstream sent nothing for {interval:g} s", phase="data_interval"
-            )
+
+        def forward(chunk: bytes, now: float) -> bool:
+            if chunk:
+                raw, events = decoder.feed(chunk)
+                if not raw:
+                    return False
+                had_error = tap.error is not None
+                out = tap.forward(raw, events)
+            else:  # EOF: a translated Chat stream may end cleanly without [DONE]
+                had_error = tap.error is not None
+                out = tap.end_of_stream()
+            if tap.error is not None and not had_error:
+                out = _scrub(out, secrets)
+            if out:
+                if ex.first_content_at is None:
+                    ex.first_content_at = now
+                if ex.writing and ex.queued_bytes > budget:
+                    # More than the budget waits behind a write that has not returned: the
+                    # client stopped reading (RELIABILITY C4). Drop it and keep the upstream
+                    # for billing; this cancels our own scope too. Only bytes queued behind
+                    # a write in progress count (not the frame just received, nor frames the
+                    # writer was not yet scheduled to take), so one event larger than the
+                    # budget never drops a client that reads (PEER-BUGS 11).
+                    self._client_gone(ex, "stalled")
+                ex.queued_bytes += len(out)
+                to_writer.send_nowait(out)
+            return tap.finished or not chunk
+
+        await self._feed(ex, attempt, forward, to_writer)
         attempt.ended = True
         if tap.finished:
             attempt.completed_clean = ex.client_gone is None
@@ -221,23 +213,68 @@ class Relay:
         to_writer.send_nowait(_END)
         await _read_tail(response)
 
-    async def _receive_or_checkpoint(self, attempt: Attempt) -> bytes | None:
-        """The next upstream bytes, or None after checkpointing the usage seen so far.
+    async def _feed(
+        self,
+        ex: Exchange,
+        attempt: Attempt,
+        on_chunk: Callable[[bytes, float], bool],
+        to_writer: trio.MemorySendChannel[WriterMessage] | None = None,
+    ) -> None:
+        """Read the upstream body into ``on_chunk(chunk, now)`` (``b""``: EOF) until it
+        returns True.
 
-        While usage changed since the last checkpoint, the read is bounded so that the
-        checkpoint happens within ``_CHECKPOINT_INTERVAL`` even if the upstream then goes
-        silent (RELIABILITY I3: a crash loses at most one interval). Cancel-safe:
+        One cancel scope serves three timers: the data-interval timeout, the usage
+        checkpoint (RELIABILITY I3: while usage changed since the row's last checkpoint, a
+        crash loses at most ``_CHECKPOINT_INTERVAL`` of it, even if the upstream then goes
+        silent) and, given ``to_writer``, the keepalive ping, which it asks the writer for
+        (``_PING``) once the writer has been idle for ``keepalive_interval``. The scope is
+        only re-armed when its deadline passes, so a chunk costs no scope and no deadline
+        change (a scope per read was a measured share of the per-event CPU). Cancel-safe:
         ``receive_some`` consumes nothing when cancelled.
+
+        Raises:
+            UpstreamTimeout: the upstream was silent for ``data_interval_timeout``.
+            UpstreamError: the connection broke.
         """
         response = attempt.response
         assert response is not None
-        if attempt.usage == attempt.record.usage:  # the row already has this usage
-            return await response.receive_some()
-        with trio.move_on_at(attempt.checkpointed_at + _CHECKPOINT_INTERVAL) as checkpoint_due:
-            return await response.receive_some()
-        if checkpoint_due.cancelled_caught:
-            self._attempts.checkpoint(attempt, trio.current_time())
-        return None
+        interval = self._streaming.data_interval_timeout
+        keepalive = math.inf
+        if to_writer is not None and self._streaming.keepalive_interval > 0:
+            keepalive = self._streaming.keepalive_interval
+        last_data = trio.current_time()
+        ping_asked = -math.inf
+        while True:
+            dirty = attempt.usage != attempt.record.usage  # the row lacks usage seen since
+            checkpoint_at = attempt.checkpointed_at + _CHECKPOINT_INTERVAL if dirty else math.inf
+            ping_at = max(ex.last_write, ping_asked) + keepalive
+            with trio.CancelScope(
+                deadline=min(last_data + interval, checkpoint_at, ping_at)
+            ) as timers:
+                while True:
+                    chunk = await response.receive_some()
+                    last_data = trio.current_time()
+                    if on_chunk(chunk, last_data):
+                        return
+                    if dirty:
+                        if last_data >= checkpoint_at:
+                            self._attempts.checkpoint(attempt, last_data)
+                            dirty = False
+                    elif attempt.usage != attempt.record.usage:
+                        dirty = True
+                        checkpoint_at = attempt.checkpointed_at + _CHECKPOINT_INTERVAL
+                        timers.deadline = min(timers.deadline, checkpoint_at)
+            # A deadline passed (nothing else cancels this scope): see which.
+            now = trio.current_time()
+            if now >= last_data + interval:
+                raise UpstreamTimeout(
+                    f"upstream sent nothing for {interval:g} s", phase="data_interval"
+                )
+            if dirty and now >= checkpoint_at:
+                self._attempts.checkpoint(attempt, now)
+            if to_writer is not None and now >= max(ex.last_write, ping_asked) + keepalive:
+                to_writer.send_nowait(_PING)
+                ping_asked = now
 
     async def _write_client(
         self, ex: Exchange, from_reader: trio.MemoryReceiveChannel[WriterMessage]
@@ -256,25 +293,35 @@ class Relay:
                 await reply.write(ping)
                 ex.pings += 1
                 self._metrics.ping_sent()
-        last_write = trio.current_time()
+        ex.last_write = trio.current_time()
+        opened = False  # from _OPENED on, the reader's timers ask for pings (_PING)
         while True:
             if message is None:
-                with trio.move_on_at(last_write + keepalive):
+                if opened:
                     message = await from_reader.receive()
-                if message is None:
+                else:
+                    with trio.move_on_at(ex.last_write + keepalive):
+                        message = await from_reader.receive()
+                    if message is None:
+                        message = _PING
+            if isinstance(message, bytes):
+                message = await self._write_batch(ex, message, from_reader)
+                ex.last_write = trio.current_time()
+                continue
+            if isinstance(message, _Ping):
+                message = None
+                now = trio.current_time()
+                if now - ex.last_write >= keepalive:  # nothing written since it was asked
                     await reply.write(ping)
                     ex.pings += 1
                     self._metrics.ping_sent()
-                    last_write = trio.current_time()
-                    continue
-            if isinstance(message, bytes):
-                message = await self._write_batch(ex, message, from_reader)
-                last_write = trio.current_time()
+                    ex.last_write = trio.current_time()
                 continue
             if isinstance(message, _Opened):
+                opened = True
                 if not reply.committed:
                     await reply.start_stream()
-                    last_write = trio.current_time()
+                    ex.last_write = trio.current_time()
                 message = None
                 continue
             if isinstance(message, _End):
@@ -314,33 +361,24 @@ class Relay:
         ex.writing = False
         return pending
 
-    async def _drain_for_billing(
-        self,
-        ex: Exchange,
-        handoff: trio.MemoryReceiveChannel[Attempt | None],
-        billing_done: trio.Event,
-    ) -> None:
+    async def _drain_for_billing(self, ex: Exchange) -> None:
+        """Settle the request's last attempt, after draining it if the client left
+        mid-stream under the ``drain`` policy. Runs in the request task once the client
+        scope has ended, however it ended (so it is never cancelled by the client side)."""
+        attempt = ex.current
+        if attempt is None:
+            return
         try:
-            # Shielded: even when the server cancels the request (hypercorn after its
-            # graceful timeout), the attempt the reader hands over in its `finally` must be
-            # received and settled. Bounded: the reader always sends, exactly once.
-            with trio.CancelScope(shield=True):
-                attempt = await handoff.receive()
-            if attempt is None:
-                return
-            try:
-                if self._should_drain(ex, attempt):
-                    self.drains_in_flight += 1
+            if self._should_drain(ex, attempt):
+                self.drains_in_flight += 1
+                self._metrics.set_drains_in_flight(self.drains_in_flight)
+                try:
+                    await self._drain(ex, attempt)
+                finally:
+                    self.drains_in_flight -= 1
                     self._metrics.set_drains_in_flight(self.drains_in_flight)
-                    try:
-                        await self._drain(ex, attempt)
-                    finally:
-                        self.drains_in_flight -= 1
-                        self._metrics.set_drains_in_flight(self.drains_in_flight)
-            finally:
-                await self._attempts.settle(ex, attempt)
         finally:
-            billing_done.set()
+            await self._attempts.settle(ex, attempt)
 
     def _should_drain(self, ex: Exchange, attempt: Attempt) -> bool:
         """Drain only for a client that left mid-stream under the ``drain`` policy, after
@@ -363,7 +401,7 @@ class Relay:
                 trio.move_on_after(self._streaming.drain_timeout) as drain_deadline,
                 ex.cuttable() as cut_scope,
             ):
-                await self._consume(attempt)
+                await self._consume(ex, attempt)
             if cut_scope.cancelled_caught:
                 attempt.error = ex.cut_error
                 return
@@ -378,7 +416,7 @@ class Relay:
         if drain_deadline.cancelled_caught:
             logger.info("drain of %s stopped by a deadline", attempt.record.request_id)
 
-    async def _consume(self, attempt: Attempt) -> None:
+    async def _consume(self, ex: Exchange, attempt: Attempt) -> None:
         """Feed the upstream stream to the attempt's tap until its terminal event or EOF,
         discarding the output (drain-for-billing, and translated non-streaming requests,
         whose tap assembles the answer on the side).
@@ -390,23 +428,17 @@ class Relay:
         response = attempt.response
         assert response is not None
         decoder, tap = attempt.decoder, attempt.tap
-        interval = self._streaming.data_interval_timeout
-        with trio.CancelScope(deadline=trio.current_time() + interval) as data_interval_deadline:
-            while not tap.finished:
-                chunk = await self._receive_or_checkpoint(attempt)
-                if chunk is None:
-                    continue
-                data_interval_deadline.deadline = trio.current_time() + interval
-                if not chunk:
-                    tap.end_of_stream()
-                    break
-                raw, events = decoder.feed(chunk)
-                for event in events:
-                    tap.inspect(event, raw[event.start : event.end])
-        if data_interval_deadline.cancelled_caught:
-            raise UpstreamTimeout(
-                f"upstream sent nothing for {interval:g} s", phase="data_interval"
-            )
+
+        def inspect(chunk: bytes, now: float) -> bool:
+            if not chunk:
+                tap.end_of_stream()
+                return True
+            raw, events = decoder.feed(chunk)
+            for event in events:
+                tap.inspect(event, raw[event.start : event.end])
+            return tap.finished
+
+        await self._feed(ex, attempt, inspect)
         if tap.finished:
             await _read_tail(response)
 
@@ -454,7 +486,7 @@ class Relay:
         tap = attempt.tap
         if isinstance(tap, Translator):
             # Translated routes always stream upstream; the tap assembles the answer.
-            await self._consume(attempt)
+            await self._consume(ex, attempt)
             attempt.ended = True
             failure = tap.failure()
             if failure is not None:
