@@ -272,6 +272,7 @@ def test_ints_are_accepted_for_seconds_and_become_floats() -> None:
         ("[streaming]\nmax_concurrent_drains = 0", "streaming.max_concurrent_drains: must be >="),
         ("[streaming]\non_client_disconnect = 'x'", "streaming.on_client_disconnect: must be one"),
         ("[ledger]\npath = ''", "ledger.path: must not be empty"),
+        ("[ledger]\nwrite_ahead_sync = 'off'", "ledger.write_ahead_sync: must be one"),
         ('[ledger]\npath = "a\\u0000b"', "ledger.path: must not contain control characters"),
         ("[metrics]\nper_key_labels = 'yes'", "metrics.per_key_labels: must be true or false"),
         ("[metrics]\ntoken_env = 5", "metrics.token_env: must be the name of an environment"),

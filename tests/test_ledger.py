@@ -27,6 +27,7 @@ import trio
 from trio_gateway._config import Price
 from trio_gateway._errors import ServiceUnavailable
 from trio_gateway._ledger import AttemptRecord, Ledger, LedgerError, read_rows, spent_since
+from trio_gateway._ledger_db import Op, Writer, open_database
 from trio_gateway._protocol._pricing import cost_usd
 from trio_gateway._protocol._usage import Usage
 
@@ -529,6 +530,34 @@ async def test_a_refused_op_is_dropped_alone(tmp_path: Path) -> None:
         await ledger.flush()
         assert ledger.pending == 0
     assert [row["request_id"] for row in read_rows(str(db))] == ["good-1", "good-2"]
+
+
+def test_only_write_ahead_batches_are_committed_without_fsync(tmp_path: Path) -> None:
+    # _ledger_db's docstring: a batch of write-ahead rows only (Op.full False, the
+    # write_ahead_sync = "normal" default) commits with synchronous=NORMAL; any other op in
+    # the batch (settle, checkpoint, rejection) makes it FULL again.
+    writer = Writer(str(tmp_path / "l.db"), owner="t", busy_timeout=1.0, batch_size=8, queue_size=8)
+    with closing(open_database(str(tmp_path / "l.db"), busy_timeout=1.0)) as connection:
+        connection.execute("CREATE TABLE t (v INTEGER)")
+        statements: list[str] = []
+        connection.set_trace_callback(statements.append)
+
+        def commit(*full: bool) -> tuple[list[str], int]:
+            statements.clear()
+            batch = [
+                Op(seq=i, sql="INSERT INTO t (v) VALUES (:v)", params={"v": i}, full=f)
+                for i, f in enumerate(full)
+            ]
+            assert writer._commit(connection, batch) == 0
+            pragmas = [s for s in statements if s.startswith("PRAGMA")]
+            (level,) = connection.execute("PRAGMA synchronous").fetchone()
+            return pragmas, level
+
+        assert commit(False, False) == (["PRAGMA synchronous = NORMAL"], 1)
+        assert commit(False) == ([], 1)
+        assert commit(False, True) == (["PRAGMA synchronous = FULL"], 2)
+        assert commit(True) == ([], 2)
+        assert connection.execute("SELECT count(*) FROM t").fetchone() == (6,)
 
 
 # ---------------------------------------------------------------------------- reads

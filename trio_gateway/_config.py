@@ -193,9 +193,14 @@ class LedgerConfig:
 
     Attributes:
         path: the SQLite database file, relative to the working directory.
+        write_ahead_sync: SQLite ``synchronous`` level of a commit holding only write-ahead
+            rows (``"normal"``: durable across a process crash at once, across a power loss
+            at the next settle's commit; ``"full"``: fsynced before the upstream call).
+            Settlements are always committed with ``FULL``.
     """
 
     path: str = "trio-gateway.db"
+    write_ahead_sync: Literal["normal", "full"] = "normal"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -754,7 +759,13 @@ def _token(name: str | None, path: str, environ: Mapping[str, str]) -> str | Non
 
 
 def _ledger(table: _Table) -> LedgerConfig:
-    return LedgerConfig(path=table.get("path", _string, LedgerConfig().path))
+    default = LedgerConfig()
+    return LedgerConfig(
+        path=table.get("path", _string, default.path),
+        write_ahead_sync=table.get(
+            "write_ahead_sync", _choice(("normal", "full")), default.write_ahead_sync
+        ),
+    )
 
 
 def _metrics(table: _Table, environ: Mapping[str, str]) -> MetricsConfig:

@@ -91,7 +91,7 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig, *, connector: Connector | None = None) -> None:
         self.config = config
-        self.ledger = Ledger(config.ledger.path)
+        self.ledger = Ledger(config.ledger.path, write_ahead_sync=config.ledger.write_ahead_sync)
         self.budgets = Budgets(load_spent=self._load_spent)
         self.metrics = Metrics(
             model_names=[model.name for model in config.models],

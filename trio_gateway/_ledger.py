@@ -208,6 +208,9 @@ class Ledger:
         queue_size: bound of the queue to the writer thread.
         batch_size: most ops in one transaction.
         busy_timeout: SQLite's wait for a lock before the writer backs off and retries.
+        write_ahead_sync: ``"normal"`` or ``"full"``: the ``synchronous`` level of a commit
+            holding only write-ahead rows (``_ledger_db``'s docstring; settlements always
+            use FULL).
     """
 
     def __init__(
@@ -219,6 +222,7 @@ class Ledger:
         queue_size: int = _QUEUE_SIZE,
         batch_size: int = _BATCH_SIZE,
         busy_timeout: float = _BUSY_TIMEOUT,
+        write_ahead_sync: Literal["normal", "full"] = "full",
     ) -> None:
         if keep < 0 or queue_size < 1 or batch_size < 1:
             raise ValueError("keep must be >= 0, queue_size and batch_size >= 1")
@@ -228,6 +232,7 @@ class Ledger:
         self._queue_size = queue_size
         self._busy_timeout = busy_timeout
         self._durable = path != ":memory:"
+        self._write_ahead_full = write_ahead_sync == "full"
         self._writer = Writer(
             path,
             owner=self.owner,
@@ -352,7 +357,7 @@ class Ledger:
             "owner": self.owner,
             "price": _price_json(price),
         }
-        op = self._enqueue(INSERT_SQL, params)
+        op = self._enqueue(INSERT_SQL, params, full=self._write_ahead_full)
         key = _key(record)
         self._open[key] = record
         self._remember(record)
@@ -483,8 +488,8 @@ class Ledger:
 
     # ----------------------------------------------------------------- internals
 
-    def _enqueue(self, sql: str, params: dict[str, object]) -> Op:
-        op = Op(seq=self._next_seq, sql=sql, params=params)
+    def _enqueue(self, sql: str, params: dict[str, object], *, full: bool = True) -> Op:
+        op = Op(seq=self._next_seq, sql=sql, params=params, full=full)
         self._next_seq += 1
         self._pending += 1
         if self._overflow or not self._offer(op):
