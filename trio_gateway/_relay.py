@@ -14,18 +14,20 @@ request's own task does the fourth part (drain-for-billing) when they are done:
   ``commit_delay``, writes frames (merging whatever is queued into one ``send``), sends a
   keepalive ping after ``keepalive_interval`` of silence, and ends the body with the
   terminal event or an in-band error event.
-- **drain-for-billing** [not in the client scope]: the request task, once the client scope
-  has ended for any reason, takes the reader's attempt; if the client left mid-stream and the
-  policy is ``drain``, it keeps reading the upstream to its terminal event (bounded by
-  ``drain_timeout``, ``data_interval_timeout`` and ``max_concurrent_drains``); then it
-  settles. (It was a task of its own, waiting on a hand-off channel from the start; running
-  it in the request task saves a task, a channel and an event per request, measured in
-  ``bench/README.md``, and changes no ordering: it always started after the reader ended.)
+- **drain-for-billing** [not in the client scope]: when the reader ends, it settles its
+  attempt at once unless a drain is due; then the request task, once the client scope has
+  ended for any reason, takes that attempt: if the client left mid-stream and the policy is
+  ``drain``, it keeps reading the upstream to its terminal event (bounded by
+  ``drain_timeout``, ``data_interval_timeout`` and ``max_concurrent_drains``) and settles.
+  (It was a task of its own, waiting on a hand-off channel from the start; running it in
+  the request task saves a task, a channel and an event per request, see
+  ``bench/README.md``.)
 
 Invariants:
 - Every upstream attempt is settled exactly once, in a shielded and bounded scope, by the
   code that ends it: failed pre-commit attempts by the failover loop, the final attempt by
-  drain-for-billing. Settlement never waits on the client writer.
+  the reader or (after a drain) drain-for-billing. Settlement never waits on the client
+  writer.
 - The reader is only ever cancelled while awaiting ``UpstreamResponse.receive_some()``,
   which is cancel-safe, so drain-for-billing continues exactly where the reader stopped.
 - The writer only ever writes complete SSE blocks, so every ping lands on an event boundary.
@@ -166,6 +168,13 @@ class Relay:
                 attempt_now.ended = True
                 frame = attempt_now.tap.error_frame(error, request_id=ex.request_id)
             to_writer.send_nowait(_Failure(error, frame))
+        finally:
+            # Settle at once unless a drain is due (that runs outside the client scope, in
+            # the request task): the row and metrics are then final about when the client
+            # gets its last bytes, not after the writer's last send returns.
+            attempt_now = ex.current
+            if attempt_now is not None and not self._should_drain(ex, attempt_now):
+                await self._attempts.settle(ex, attempt_now)
 
     async def _pump(
         self, ex: Exchange, attempt: Attempt, to_writer: trio.MemorySendChannel[WriterMessage]
@@ -366,7 +375,7 @@ class Relay:
         mid-stream under the ``drain`` policy. Runs in the request task once the client
         scope has ended, however it ended (so it is never cancelled by the client side)."""
         attempt = ex.current
-        if attempt is None:
+        if attempt is None or attempt.settled:
             return
         try:
             if self._should_drain(ex, attempt):
