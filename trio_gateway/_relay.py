@@ -1,7 +1,7 @@
 """The per-request streaming relay: upstream → SSE decoder → tap → client.
 
-Theory of operation (DESIGN §4). One nursery per request runs three tasks, and the
-request's own task does the fourth part (drain-for-billing) when they are done:
+Theory of operation (DESIGN §4). One nursery per request runs the disconnect watcher and
+the client scope's reader and writer, plus a drain-for-billing task when one is due:
 
 - **disconnect watcher**: awaits ``receive()`` until ``http.disconnect`` and then cancels the
   client scope. hypercorn's ``send()`` never reports a disconnect (STACK-FACTS §2), so this
@@ -14,20 +14,20 @@ request's own task does the fourth part (drain-for-billing) when they are done:
   ``commit_delay``, writes frames (merging whatever is queued into one ``send``), sends a
   keepalive ping after ``keepalive_interval`` of silence, and ends the body with the
   terminal event or an in-band error event.
-- **drain-for-billing** [not in the client scope]: when the reader ends, it settles its
-  attempt at once unless a drain is due; then the request task, once the client scope has
-  ended for any reason, takes that attempt: if the client left mid-stream and the policy is
-  ``drain``, it keeps reading the upstream to its terminal event (bounded by
-  ``drain_timeout``, ``data_interval_timeout`` and ``max_concurrent_drains``) and settles.
-  (It was a task of its own, waiting on a hand-off channel from the start; running it in
-  the request task saves a task, a channel and an event per request, see
-  ``bench/README.md``.)
+- **drain-for-billing** [not in the client scope]: when the reader ends for any reason it
+  settles its attempt at once, unless the client left mid-stream and the policy is
+  ``drain``: then it starts this task in the request nursery, which keeps reading the
+  upstream to its terminal event (bounded by ``drain_timeout``, ``data_interval_timeout``
+  and ``max_concurrent_drains``) and then settles. It does not wait for the writer, which
+  may be stuck in a send to a client that stopped reading. (It used to be started with
+  every request and wait on a hand-off channel; starting it only when a drain is due
+  saves a task, a channel and an event per request, see ``bench/README.md``.)
 
 Invariants:
 - Every upstream attempt is settled exactly once, in a shielded and bounded scope, by the
   code that ends it: failed pre-commit attempts by the failover loop, the final attempt by
-  the reader or (after a drain) drain-for-billing. Settlement never waits on the client
-  writer.
+  the reader or, after a drain, the drain-for-billing task. Settlement never waits on the
+  client writer.
 - The reader is only ever cancelled while awaiting ``UpstreamResponse.receive_some()``,
   which is cancel-safe, so drain-for-billing continues exactly where the reader stopped.
 - The writer only ever writes complete SSE blocks, so every ping lands on an event boundary.
@@ -126,12 +126,12 @@ class Relay:
                 try:
                     with ex.client_scope:
                         async with trio.open_nursery() as client_nursery:
-                            client_nursery.start_soon(self._read_upstream, ex, to_writer)
+                            client_nursery.start_soon(
+                                self._read_upstream, ex, to_writer, request_nursery
+                            )
                             client_nursery.start_soon(self._write_client, ex, from_reader)
                 finally:
-                    # Outside the client scope; shielded where it must finish (see there).
-                    await self._drain_for_billing(ex)
-                    watcher_scope.cancel()
+                    watcher_scope.cancel()  # a drain-for-billing task may still run
         finally:
             self.streams_in_flight -= 1
             self._metrics.set_streams_in_flight(self.streams_in_flight)
@@ -151,7 +151,10 @@ class Relay:
             ex.client_scope.cancel()
 
     async def _read_upstream(
-        self, ex: Exchange, to_writer: trio.MemorySendChannel[WriterMessage]
+        self,
+        ex: Exchange,
+        to_writer: trio.MemorySendChannel[WriterMessage],
+        request_nursery: trio.Nursery,
     ) -> None:
         try:
             with ex.cuttable() as cut_scope:
@@ -169,12 +172,18 @@ class Relay:
                 frame = attempt_now.tap.error_frame(error, request_id=ex.request_id)
             to_writer.send_nowait(_Failure(error, frame))
         finally:
-            # Settle at once unless a drain is due (that runs outside the client scope, in
-            # the request task): the row and metrics are then final about when the client
-            # gets its last bytes, not after the writer's last send returns.
+            # Settle now, or hand the attempt to a drain-for-billing task in the request
+            # nursery: outside the client scope, and not waiting for the writer, which may
+            # be stuck in a send to a client that stopped reading.
             attempt_now = ex.current
-            if attempt_now is not None and not self._should_drain(ex, attempt_now):
-                await self._attempts.settle(ex, attempt_now)
+            if attempt_now is not None:
+                if self._should_drain(ex, attempt_now):
+                    # Counted now, not when the task starts, so the cap holds meanwhile.
+                    self.drains_in_flight += 1
+                    self._metrics.set_drains_in_flight(self.drains_in_flight)
+                    request_nursery.start_soon(self._drain_for_billing, ex, attempt_now)
+                else:
+                    await self._attempts.settle(ex, attempt_now)
 
     async def _pump(
         self, ex: Exchange, attempt: Attempt, to_writer: trio.MemorySendChannel[WriterMessage]
@@ -370,23 +379,15 @@ class Relay:
         ex.writing = False
         return pending
 
-    async def _drain_for_billing(self, ex: Exchange) -> None:
-        """Settle the request's last attempt, after draining it if the client left
-        mid-stream under the ``drain`` policy. Runs in the request task once the client
-        scope has ended, however it ended (so it is never cancelled by the client side)."""
-        attempt = ex.current
-        if attempt is None or attempt.settled:
-            return
+    async def _drain_for_billing(self, ex: Exchange, attempt: Attempt) -> None:
+        """Read the upstream on to its terminal event for billing (the client left
+        mid-stream under the ``drain`` policy), then settle the attempt. The reader counted
+        it in ``drains_in_flight``."""
         try:
-            if self._should_drain(ex, attempt):
-                self.drains_in_flight += 1
-                self._metrics.set_drains_in_flight(self.drains_in_flight)
-                try:
-                    await self._drain(ex, attempt)
-                finally:
-                    self.drains_in_flight -= 1
-                    self._metrics.set_drains_in_flight(self.drains_in_flight)
+            await self._drain(ex, attempt)
         finally:
+            self.drains_in_flight -= 1
+            self._metrics.set_drains_in_flight(self.drains_in_flight)
             await self._attempts.settle(ex, attempt)
 
     def _should_drain(self, ex: Exchange, attempt: Attempt) -> bool:
