@@ -18,6 +18,7 @@ Invariants:
 from __future__ import annotations
 
 import math
+import os
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -101,6 +102,8 @@ class Sample:
     server_cpu_s: float = math.nan
     server_peak_rss: int = 0
     server_rss: int = 0
+    #: Cores busy machine-wide during the run (every process: /proc/stat), of ``os.cpu_count()``.
+    machine_busy: float = math.nan
     idle: dict[str, float] = field(default_factory=dict)
     large: dict[str, object] = field(default_factory=dict)
 
@@ -241,6 +244,7 @@ _ROW_C1: Final = Row(20, 0.0, 1).label
 _ROW_THROUGHPUT: Final = Row(500, 0.0, 64).label
 _ROW_SHORT: Final = Row(20, 0.0, 64).label
 _ROW_PACED: Final = Row(20, 0.05, 128, token_pace=True).label
+_ROW_PEER: Final = Row(20, 0.0, 32).label
 
 
 def _ttft(key: str) -> Getter:
@@ -351,6 +355,19 @@ GOALS: Final = (
             if ix.get("paced", _ROW_PACED, f"{g} pass")
             else math.nan
         ),
+    ),
+    _Goal(
+        "streams/s vs the LiteLLM proxy (20 tok, gap 0, c=32, same run)",
+        10,
+        True,
+        "x",
+        lambda ix, g: (
+            ix.med("peer", _ROW_PEER, f"{g} pass", _streams)
+            / ix.med("peer", _ROW_PEER, "litellm pass", _streams)
+            if ix.get("peer", _ROW_PEER, "litellm pass")
+            else math.nan
+        ),
+        trio_only=True,
     ),
     _Goal("512 open streams: errors (all c=512 runs)", 0, False, "", _c512_errors),
     _Goal(
@@ -494,7 +511,8 @@ def _group_tables(index: _Index, group: str, order: Sequence[Column]) -> str:
     def health(row: str, col: Column) -> str:
         errors = index.errors(group, row, col.label)
         client = index.med(group, row, col.label, lambda s: s.num("client_cpu_pct"))
-        return f"{errors} / {_fmt(client)} %"
+        busy = index.med(group, row, col.label, lambda s: s.machine_busy)
+        return f"{errors} / {_fmt(client)} % / {_fmt(busy, 2)}"
 
     first_event = [
         "\nTime to the first SSE event of any kind, p50 / p99 in ms (added vs the baseline):\n\n",
@@ -513,7 +531,8 @@ def _group_tables(index: _Index, group: str, order: Sequence[Column]) -> str:
         "\nServer CPU per event received and per completed stream (when at least 20 completed), "
         "peak RSS during the run:\n\n",
         _metric_table(index, group, order, server),
-        "\nErrors (sum over repeats) / load generator CPU (% of one core):\n\n",
+        "\nErrors (sum over repeats) / load generator CPU (% of one core) / cores busy on the "
+        f"whole machine during the run (of {os.cpu_count()}):\n\n",
         _metric_table(index, group, order, health),
     ]
     return "".join(parts)
@@ -709,6 +728,7 @@ _TITLES: Final = {
     "matrix": "Scenario matrix (Anthropic client; pass-through = mock-text, "
     "translated = via-chat/mock-text)",
     "protocols": "Other client protocols, pass-through",
+    "peer": "Against another gateway (one worker each, same harness)",
     "scaling": "One vs two gateway workers (upstream: the bare stack's merged endpoint, "
     "so the mock is not the bottleneck)",
 }

@@ -14,7 +14,9 @@ kernel's ``VmHWM``, reset before the run), then waits until the servers are idle
 left).
 
 Groups (``--groups``, all by default): ``paced`` (20 tokens 50 ms apart at 128 concurrent
-streams, first on a fresh gateway: peak RSS), ``matrix`` (20 and 500 tokens x gap 0 and
+streams, first on a fresh gateway: peak RSS; only content deltas are paced, the mock's
+``token_pace``), ``peer`` (20 tokens at 32 streams through each gateway: the comparison
+with LiteLLM), ``matrix`` (20 and 500 tokens x gap 0 and
 10 ms x concurrency 1, 64, 512), ``protocols`` (Chat and Responses pass-through), ``scaling``
 (one vs two workers), ``idle`` (1 000 streams held open at one event per 5 s: RSS per stream,
 on fresh processes), ``large`` (one 64 MiB event through the gateway: intact, peak RSS).
@@ -63,11 +65,12 @@ from _report import Column, Row, Sample, render_report
 LOAD: Final = Path(__file__).resolve().parent / "load.py"
 BARE: Final = Path(__file__).resolve().parent / "bare_stack.py"
 HUGE_BYTES: Final = 67108864
-GROUPS: Final = ("paced", "matrix", "protocols", "scaling", "idle", "large")
+GROUPS: Final = ("paced", "peer", "matrix", "protocols", "scaling", "idle", "large")
 SCALING: Final = ("trio_gateway fast", "trio_gateway x2")
 
 
 PACED: Final = Row(20, 0.05, 128, seconds=7.0, ramp=1.25, measure_after=1.5, token_pace=True)
+PEER: Final = Row(20, 0.0, 32)  # the issue's comparison with another gateway
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ class Settings:
     gaps: tuple[float, ...] = (0.0, 0.01)
     concurrency: tuple[int, ...] = (1, 64, 512)
     paced: Row = PACED
+    peer: Row = PEER
     protocol_rows: tuple[Row, ...] = (
         Row(500, 0.0, 64, path="/v1/chat/completions"),
         Row(500, 0.0, 64, path="/v1/responses"),
@@ -100,6 +104,7 @@ QUICK: Final = Settings(
     gaps=(0.0,),
     concurrency=(4,),
     paced=Row(20, 0.02, 8, seconds=1.2, ramp=0.2, measure_after=0.3, token_pace=True),
+    peer=Row(20, 0.0, 2),
     protocol_rows=(
         Row(20, 0.0, 2, path="/v1/chat/completions"),
         Row(20, 0.0, 2, path="/v1/responses"),
@@ -318,6 +323,7 @@ def run_cell(
     if server.measured:
         server.reset_peak()
         cpu_before = server.cpu_seconds()
+    busy_before = machine_cpu()
     started = time.monotonic()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -338,6 +344,10 @@ def run_cell(
         raise RuntimeError(f"load.py failed ({process.returncode}): {stderr.decode()[-2000:]}")
     load = json.loads(stdout)
     sample = Sample(group=group, row=row.label, column=col.label, repeat=repeat, load=load)
+    busy_after = machine_cpu()
+    sample.machine_busy = (busy_after[0] - busy_before[0]) / max(
+        busy_after[1] - busy_before[1], 1e-9
+    )
     if server.measured:
         sample.server_cpu_s = server.cpu_seconds() - cpu_before
         sample.server_peak_rss = server.peak_rss()
@@ -349,6 +359,15 @@ def run_cell(
         bench.log(f"  (servers still busy after {waited:.0f} s; going on)")
     _reset_mock(bench)
     return sample
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy CPU seconds of the whole machine, wall seconds) so far: /proc/stat's ``cpu``
+    line (busy = everything but idle and iowait)."""
+    fields = [float(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    ticks = os.sysconf("SC_CLK_TCK")
+    busy = sum(fields) - fields[3] - fields[4]
+    return busy / ticks, time.monotonic()
 
 
 def _reset_mock(bench: Bench) -> None:
@@ -395,6 +414,16 @@ def run_matrix(bench: Bench, repeat: int) -> None:
             if col.gateway not in {"", "trio_gateway"} and row.concurrency > cap:
                 continue  # see --extra-max-concurrency
             run_cell(bench, "matrix", row, col, repeat)
+
+
+def run_peer(bench: Bench, repeat: int) -> None:
+    """The issue's comparison row: 20-token streams at c=32 through each gateway."""
+    row = bench.settings.peer
+    for label in ("mock", "trio_gateway pass"):
+        run_cell(bench, "peer", row, column(bench, label), repeat)
+    for col in bench.columns:
+        if col.gateway not in {"", "trio_gateway"} and col.mode == "pass":
+            run_cell(bench, "peer", row, col, repeat)
 
 
 def run_protocols(bench: Bench, repeat: int) -> None:
@@ -496,6 +525,7 @@ def run_large(bench: Bench, repeat: int) -> None:
 RUNNERS: Final[dict[str, Callable[[Bench, int], None]]] = {
     "paced": run_paced,
     "matrix": run_matrix,
+    "peer": run_peer,
     "protocols": run_protocols,
     "scaling": run_scaling,
     "idle": run_idle,
