@@ -288,8 +288,8 @@ def test_bom_after_the_start_is_not_dropped() -> None:
 # --- max_event_bytes --------------------------------------------------------------------
 
 
-def test_default_limit_is_64_mib() -> None:
-    assert DEFAULT_MAX_EVENT_BYTES == 67_108_864
+def test_default_limit_is_80_mib() -> None:
+    assert DEFAULT_MAX_EVENT_BYTES == 83_886_080
 
 
 def test_block_exactly_at_the_limit_passes() -> None:

@@ -45,11 +45,13 @@ __all__ = [
     "encode_event",
 ]
 
-DEFAULT_MAX_EVENT_BYTES: Final = 64 * 1024 * 1024
-"""Largest block held back, in bytes. 64 MiB: well above the largest single event a
+DEFAULT_MAX_EVENT_BYTES: Final = 80 * 1024 * 1024
+"""Largest block held back, in bytes. 80 MiB: well above the largest single event a
 provider sends (a whole tool-call argument or an image in one ``data:`` line), and small
-enough that a runaway upstream cannot exhaust memory. Compare h11's
-``DEFAULT_MAX_INCOMPLETE_EVENT_SIZE``, the same idea for HTTP heads."""
+enough that a runaway upstream cannot exhaust memory. The limit counts the whole block
+(field names, the JSON around the payload, its escapes, line ends), so it leaves a quarter
+on top of a 64 MiB payload: 64 MiB of text in one delta is a 67,108,977-byte block. Compare
+h11's ``DEFAULT_MAX_INCOMPLETE_EVENT_SIZE``, the same idea for HTTP heads."""
 
 _CR: Final = 0x0D  # U+000D CARRIAGE RETURN, as ``buf[i]`` returns it
 _LF: Final = 0x0A  # U+000A LINE FEED
