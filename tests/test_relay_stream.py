@@ -683,8 +683,11 @@ async def test_event_larger_than_one_send_goes_out_in_slices_between_pings(
     # Issue 6: hypercorn copies what one send() carries, so an event over 1 MiB goes out in
     # sends of at most 1 MiB, one after another from the writer task: no ping between them.
     # The client stops reading while the t=30 ping is being sent, so the whole answer
-    # (3 MB event included) queues up and then goes out as one batch of several frames.
-    gateway, client = await make_gateway(keepalive_interval=10, commit_delay=5)
+    # (3 MB event included) queues up and then goes out as one batch of several frames. The
+    # buffer budget is set above the answer: this test is not about stalled clients.
+    gateway, client = await make_gateway(
+        keepalive_interval=10, commit_delay=5, client_buffer_bytes=1 << 26
+    )
     start = trio.current_time()
     usage = True if protocol == "openai-chat" else None  # every upstream event reaches us
     body = request_body(protocol, "mock-huge:bytes=3000000+slow_first:secs=35", include_usage=usage)
