@@ -97,7 +97,7 @@ def gateway_config(
         'on_client_disconnect = "drain"': 'on_client_disconnect = "cancel"',
     }
     if max_event_bytes is not None:
-        replacements["max_event_bytes = 67108864"] = f"max_event_bytes = {max_event_bytes}"
+        replacements["max_event_bytes = 83886080"] = f"max_event_bytes = {max_event_bytes}"
     for old, new in replacements.items():
         if old not in text:
             raise RuntimeError(f"config.toml changed: {old!r} not found")

@@ -162,7 +162,7 @@ def test_documented_defaults() -> None:
         "commit_delay": 5.0,
         "first_byte_timeout": 300.0,
         "data_interval_timeout": 180.0,
-        "max_event_bytes": 67108864,
+        "max_event_bytes": 83886080,
         "on_client_disconnect": "drain",
         "drain_timeout": 300.0,
         "max_concurrent_drains": 256,

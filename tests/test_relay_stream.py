@@ -29,6 +29,7 @@ from trio_gateway._gateway import Gateway, open_gateway
 from trio_gateway._ledger import AttemptRecord
 from trio_gateway._protocol._names import Protocol
 from trio_gateway._protocol._usage import Usage
+from trio_gateway._relay import _slices
 from trio_gateway.testing import AsgiClient, MockUpstream, open_memory_connector
 
 PROTOCOLS: Final[tuple[Protocol, ...]] = ("anthropic", "openai-chat", "openai-responses")
@@ -670,6 +671,76 @@ async def test_event_larger_than_max_event_bytes_is_an_error_event(
     record = only_record(gateway)
     assert record.outcome == "upstream_error"
     assert_nothing_leaked(gateway)
+
+
+@ALL
+async def test_event_larger_than_one_send_goes_out_in_slices_between_pings(
+    make_gateway: GatewayFactory,
+    mock: MockUpstream,
+    protocol: Protocol,
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    # Issue 6: hypercorn copies what one send() carries, so an event over 1 MiB goes out in
+    # sends of at most 1 MiB, one after another from the writer task: no ping between them.
+    # The client stops reading while the t=30 ping is being sent, so the whole answer
+    # (3 MB event included) queues up and then goes out as one batch of several frames. The
+    # buffer budget is set above the answer: this test is not about stalled clients.
+    gateway, client = await make_gateway(
+        keepalive_interval=10, commit_delay=5, client_buffer_bytes=1 << 26
+    )
+    start = trio.current_time()
+    usage = True if protocol == "openai-chat" else None  # every upstream event reaches us
+    body = request_body(protocol, "mock-huge:bytes=3000000+slow_first:secs=35", include_usage=usage)
+    received: Received | None = None
+    async with client.stream("POST", PATHS[protocol], json=body, headers=auth(protocol)) as resp:
+        received = Received(protocol, resp.status, resp.headers, elapsed(start))
+        while (chunk := await resp.next_chunk()) is not None:
+            received.chunks.append((elapsed(start), chunk))
+            if elapsed(start) == 20:
+                await trio.sleep(5)
+                resp.stop_reading()
+                await trio.sleep(15)
+                assert gateway.relay.streams_in_flight == 1  # not dropped as stalled
+                resp.resume_reading()
+    assert received.status == 200
+    assert received.ping_times == [10, 20, 40]  # the t=30 ping was read at t=40
+    assert set(received.data_times) == {40}
+    assert_pings_at_event_boundaries(received)
+    assert_terminal(protocol, received.body)
+    sizes = [len(chunk) for _, chunk in received.chunks]
+    assert max(sizes) == 1 << 20
+    assert sum(size > 100_000 for size in sizes) >= 3  # the event took several sends
+    # Intact and in order: every event of the upstream arrived, and the 3 MB delta whole,
+    # also inside each later event that repeats it (Responses' closing events).
+    assert len(sse_events(received.upstream_body)) == mock.requests[0].events_sent
+    huge = [data for _, data in sse_events(received.body) if len(data) > 3_000_000]
+    delta = max(_strings(json.loads(huge[0])), key=len)
+    assert len(delta) == 3_000_000
+    assert delta.startswith("lorem ipsum")
+    assert received.body.count(delta.encode()) == len(huge)
+    record = only_record(gateway)
+    assert (record.outcome, record.usage_source) == ("completed", "reported")
+    assert_nothing_leaked(gateway)
+
+
+@pytest.mark.parametrize("sizes", [[5, 3, 12, 1], [8], [2, 2], [1] * 9, [0, 9, 0]])
+def test_slices_cut_a_batch_into_full_pieces_in_order(sizes: list[int]) -> None:
+    parts = [bytes([65 + i]) * size for i, size in enumerate(sizes)]
+    pieces = list(_slices(parts, 4))
+    assert b"".join(pieces) == b"".join(parts)
+    assert [len(piece) for piece in pieces[:-1]] == [4] * (len(pieces) - 1)
+    assert 0 < len(pieces[-1]) <= 4
+
+
+def _strings(value: object) -> list[str]:
+    """Every string inside a decoded JSON value."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _strings(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in _strings(item)]
+    return []
 
 
 # --------------------------------------------------------------------------- usage rows

@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 
 from ._errors import ConfigError
 from ._protocol._names import PROTOCOLS, Protocol
+from ._protocol._sse import DEFAULT_MAX_EVENT_BYTES
 
 __all__ = [
     "CONFIG_PATH_ENV",
@@ -178,7 +179,7 @@ class StreamingConfig:
     commit_delay: float = 5.0
     first_byte_timeout: float = 300.0
     data_interval_timeout: float = 180.0
-    max_event_bytes: int = 67108864
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     on_client_disconnect: DisconnectPolicy = "drain"
     drain_timeout: float = 300.0
     max_concurrent_drains: int = 256

@@ -31,13 +31,15 @@ Invariants:
 - The reader is only ever cancelled while awaiting ``UpstreamResponse.receive_some()``,
   which is cancel-safe, so drain-for-billing continues exactly where the reader stopped.
 - The writer only ever writes complete SSE blocks, so every ping lands on an event boundary.
+  A batch larger than ``_SLICE_BYTES`` goes out in several sends, one after another from
+  the same task, so no ping can come between them either.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -69,6 +71,10 @@ _TAIL_GRACE: Final = 1.0
 #: Seconds between usage checkpoints of a long stream's in-flight ledger row (RELIABILITY I3:
 #: a crash loses at most one interval of output usage).
 _CHECKPOINT_INTERVAL: Final = 5.0
+#: The most one ``send`` carries. hypercorn's h11 path copies what one send carries
+#: (chunk size line + data + CRLF joined), so a 64 MiB event in one send would be held twice;
+#: in slices, only one slice is.
+_SLICE_BYTES: Final = 1 << 20
 
 
 class _Opened:
@@ -355,12 +361,13 @@ class Relay:
         ex: Exchange, first: bytes, from_reader: trio.MemoryReceiveChannel[WriterMessage]
     ) -> WriterMessage | None:
         """Write ``first`` plus every frame already queued behind it in one ``send``
-        (hypercorn-trio costs ~87 µs per send, STACK-FACTS §3); returns the first
-        non-bytes message met, if any."""
+        (hypercorn-trio costs ~87 µs per send, STACK-FACTS §3), or, past ``_SLICE_BYTES``,
+        in sends of at most that size; returns the first non-bytes message met, if any."""
         reply = ex.reply
         if not reply.committed:
             await reply.start_stream()
         parts = [first]
+        size = len(first)
         pending: WriterMessage | None = None
         while True:
             try:
@@ -369,13 +376,17 @@ class Relay:
                 break
             if isinstance(nxt, bytes):
                 parts.append(nxt)
+                size += len(nxt)
             else:
                 pending = nxt
                 break
-        data = first if len(parts) == 1 else b"".join(parts)
-        ex.queued_bytes -= len(data)
+        ex.queued_bytes -= size
         ex.writing = True
-        await reply.write(data)
+        if size <= _SLICE_BYTES:
+            await reply.write(first if len(parts) == 1 else b"".join(parts))
+        else:
+            for piece in _slices(parts, _SLICE_BYTES):
+                await reply.write(piece)
         ex.writing = False
         return pending
 
@@ -444,8 +455,7 @@ class Relay:
                 tap.end_of_stream()
                 return True
             raw, events = decoder.feed(chunk)
-            for event in events:
-                tap.inspect(event, raw[event.start : event.end])
+            tap.forward(raw, events)  # output discarded; forward never copies a large frame
             return tap.finished
 
         await self._feed(ex, attempt, inspect)
@@ -528,6 +538,27 @@ async def _read_tail(response: UpstreamResponse) -> None:
                 pass
         except UpstreamError:
             return
+
+
+def _slices(parts: Sequence[bytes], size: int) -> Iterator[bytes]:
+    """The bytes of ``parts``, in order, cut into pieces of ``size`` (the last one shorter),
+    each copied once from views: never a join of them all, which would copy a large frame."""
+    pieces: list[memoryview] = []
+    filled = 0
+    for part in parts:
+        with memoryview(part) as view:
+            offset = 0
+            while offset < len(view):
+                piece = view[offset : offset + size - filled]
+                pieces.append(piece)
+                filled += len(piece)
+                offset += len(piece)
+                if filled == size:
+                    yield b"".join(pieces)
+                    pieces.clear()
+                    filled = 0
+    if pieces:
+        yield b"".join(pieces)
 
 
 def _scrub(data: bytes, secrets: Sequence[str]) -> bytes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, SupportsIndex, overload
 
 import pytest
 from hypothesis import given, settings
@@ -17,12 +18,18 @@ from hypothesis import strategies as st
 
 from trio_gateway._errors import UpstreamProtocolError
 from trio_gateway._protocol._sse import (
+    _LARGE_BLOCK,
     DEFAULT_MAX_EVENT_BYTES,
     SSEDecoder,
     SSEEvent,
+    _parse_block,
+    _parse_large_block,
     encode_comment,
     encode_event,
 )
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 Triple = tuple[str | None, bytes, str | None]
 
@@ -288,8 +295,8 @@ def test_bom_after_the_start_is_not_dropped() -> None:
 # --- max_event_bytes --------------------------------------------------------------------
 
 
-def test_default_limit_is_64_mib() -> None:
-    assert DEFAULT_MAX_EVENT_BYTES == 67_108_864
+def test_default_limit_is_80_mib() -> None:
+    assert DEFAULT_MAX_EVENT_BYTES == 83_886_080
 
 
 def test_block_exactly_at_the_limit_passes() -> None:
@@ -368,6 +375,165 @@ def test_ten_megabyte_data_line_in_64_kib_chunks() -> None:
     ]
     assert events[0].data == payload
     assert decoder.close() == b""
+
+
+# Past _LARGE_BLOCK the held-back block grows in a BytesIO and only the new chunk is scanned;
+# the block is then parsed without copying its data. Same results, at every chunking.
+
+_PAYLOAD: Final = bytes(range(32, 127)) * (2 * _LARGE_BLOCK // 95)  # 2 MiB, no CR or LF
+_BIG_BLOCK: Final = b"id: 7\r\nevent: big\r\ndata: " + _PAYLOAD + b"\r\ndata:second\rdata\n\r\n"
+_BIG_BODY: Final = b"data: a\n\n" + _BIG_BLOCK + b"event: after\ndata: b\n\n"
+_BIG_EVENTS: Final[list[Triple]] = [
+    (None, b"a", None),
+    ("big", _PAYLOAD + b"\nsecond\n", "7"),
+    ("after", b"b", None),
+]
+
+
+def test_large_block_at_many_chunkings() -> None:
+    tail = b"data: cut"
+    stream = _BIG_BODY + tail
+    chunkings = [chunked(stream, list(range(size, len(stream), size))) for size in (65536, 65537)]
+    chunkings.append([stream])
+    # A first chunk past _LARGE_BLOCK, then a cut at every byte around the big block's last
+    # line ends: a CR that ends a chunk while the large block is held, its LF next.
+    first = _LARGE_BLOCK + 100
+    big_end = len(b"data: a\n\n") + len(_BIG_BLOCK)
+    chunkings += [chunked(stream, [first, cut]) for cut in range(big_end - 24, big_end + 2)]
+    for chunks in chunkings:
+        decoded = decode(chunks)
+        assert decoded.events == _BIG_EVENTS, [len(chunk) for chunk in chunks]
+        assert decoded.raw == _BIG_BODY
+        assert decoded.tail == tail
+
+
+def test_large_block_held_back_is_counted_and_returned_by_close() -> None:
+    head = b"event: big\ndata: " + _PAYLOAD
+    decoder = SSEDecoder()
+    for chunk in chunked(head, list(range(65536, len(head), 65536))):
+        assert decoder.feed(chunk) == (b"", [])
+    assert decoder.pending == len(head)
+    assert decoder.close() == head
+    assert decoder.pending == 0
+
+
+def test_large_block_at_the_limit_passes_and_past_it_raises() -> None:
+    limit = 3 * _LARGE_BLOCK
+    block = b"data: " + b"a" * (limit - 8) + b"\n\n"
+    chunks = chunked(block + b"data: b\n\n", list(range(65536, len(block), 65536)))
+    assert decode(chunks, max_event_bytes=limit).events == [
+        (None, b"a" * (limit - 8), None),
+        (None, b"b", None),
+    ]
+    decoder = SSEDecoder(max_event_bytes=limit)
+    *head, last = chunked(block[:-2] + b"a\n\n", list(range(65536, len(block), 65536)))
+    for chunk in head:
+        assert decoder.feed(chunk) == (b"", [])
+    assert decoder.pending > _LARGE_BLOCK  # held in the large-block buffer
+    with pytest.raises(UpstreamProtocolError, match=rf"exceeds max_event_bytes \({limit}\)"):
+        decoder.feed(last)
+    assert decoder.pending == 0  # the held-back bytes are released
+    with pytest.raises(UpstreamProtocolError):
+        decoder.feed(b"data: x\n\n")
+
+
+def test_large_block_parser_agrees_with_the_usual_one_on_the_fixture() -> None:
+    before = b"data: before\n\n"
+    for block, expected in FIXTURE_BLOCKS:
+        raw = before + block + b"data: after\n\n"
+        start, end = len(before), len(before) + len(block)
+        large = _parse_large_block(raw, start, end)
+        assert (large and (triple(large), large.start, large.end)) == (
+            expected and (expected, start, end)
+        ), block
+
+
+_block_pieces = st.sampled_from(
+    [b"data", b"event", b"id", b"retry", b"dat", b"x", b":", b" ", b"\x00", b"\xff", b"\n", b"\r"]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(block=st.lists(_block_pieces, max_size=30).map(b"".join))
+def test_large_block_parser_agrees_with_the_usual_one_on_any_bytes(block: bytes) -> None:
+    raw = b"data: before\n\n" + block + b"\n\ndata: after\n\n"
+    start, end = 14, 14 + len(block) + 2
+    usual = _parse_block(raw, start, end)  # a small block: the usual parser
+    large = _parse_large_block(raw, start, end)
+    assert (usual and (triple(usual), usual.start, usual.end)) == (
+        large and (triple(large), large.start, large.end)
+    )
+
+
+# --- linear work (issue 6: "cost per request grows linearly with stream length") ---------
+
+
+class CountingBytes(bytes):
+    """``bytes`` that count the bytes their ``find`` calls read (up to the match, or the
+    whole range) and their indexing reads."""
+
+    looked: int
+
+    def find(
+        self,
+        sub: ReadableBuffer | SupportsIndex,
+        start: SupportsIndex | None = None,
+        end: SupportsIndex | None = None,
+        /,
+    ) -> int:
+        found = super().find(sub, start, end)
+        first = 0 if start is None else int(start)
+        last = len(self) if end is None else min(int(end), len(self))
+        if found >= 0:
+            last = found + (len(sub) if isinstance(sub, bytes) else 1)
+        self.looked = getattr(self, "looked", 0) + max(0, last - first)
+        return found
+
+    @overload
+    def __getitem__(self, key: SupportsIndex, /) -> int: ...
+    @overload
+    def __getitem__(self, key: slice, /) -> bytes: ...
+    def __getitem__(self, key: SupportsIndex | slice, /) -> int | bytes:
+        value = super().__getitem__(key)
+        self.looked = getattr(self, "looked", 0) + (1 if isinstance(value, int) else len(value))
+        return value
+
+
+class CountingDecoder(SSEDecoder):
+    """A decoder that adds up the bytes its scans look at."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.looked = 0
+
+    def _scan(self, buf: bytes | bytearray) -> list[int]:
+        counted = CountingBytes(buf)
+        ends = super()._scan(counted)
+        self.looked += getattr(counted, "looked", 0)
+        return ends
+
+
+def test_a_large_event_in_small_chunks_is_scanned_once() -> None:
+    # A decoder that rescanned what it holds on every chunk would look at ~n^2 / 8 KiB
+    # bytes here (2 GiB), not ~2n (one search for CR, one for a blank line).
+    stream = b"event: big\ndata: " + _PAYLOAD * 8 + b"\n\ndata: next\n\n"  # 16 MiB
+    decoder = CountingDecoder()
+    raws = [
+        decoder.feed(chunk)[0] for chunk in chunked(stream, list(range(4096, len(stream), 4096)))
+    ]
+    assert b"".join(raws) == stream
+    assert decoder.looked <= 3 * len(stream)
+
+
+def test_a_large_block_with_many_lines_is_parsed_in_one_pass() -> None:
+    # LF-only lines: a parser that searched for the next CR from every line start would
+    # look at the rest of the block once per line (20 000 times).
+    lines = 20_000
+    raw = CountingBytes(b"data: x\n" * lines + b"\n")
+    event = _parse_large_block(raw, 0, len(raw))
+    assert raw.looked <= 4 * len(raw)
+    assert event is not None
+    assert event.data == b"\n".join([b"x"] * lines)
 
 
 # --- end of stream ----------------------------------------------------------------------

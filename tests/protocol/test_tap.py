@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from collections.abc import Mapping
+from typing import Final
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from trio_gateway._protocol._names import Protocol
-from trio_gateway._protocol._sse import SSEEvent
+from trio_gateway._protocol._sse import SSEDecoder, SSEEvent
 from trio_gateway._protocol._tap import InBandError, StreamTap, usage_from_body
 from trio_gateway._protocol._usage import Usage, UsageSource
 
@@ -570,6 +572,105 @@ def test_responses_other_events_are_not_decoded() -> None:
     assert_identity(tap, frame("[DONE]"))
     assert tap.malformed_events == 0
     assert not is_finished(tap)
+
+
+# -- large events (issue 6: a 64 MiB event is held once) ------------------------------------
+
+
+class UnreadData(SSEEvent):
+    """An event whose ``data`` must not be read: the tap forwards it on its name alone."""
+
+    __slots__ = ()
+
+    def __init__(self, event: str, *, end: int) -> None:
+        for name, value in (("event", event), ("id", None), ("start", 0), ("end", end)):
+            object.__setattr__(self, name, value)
+
+    @property
+    def data(self) -> bytes:
+        raise AssertionError(f"the data of a {self.event} event was read")
+
+
+@pytest.mark.parametrize(
+    ("protocol", "name"),
+    [
+        ("anthropic", "content_block_start"),
+        ("anthropic", "content_block_delta"),
+        ("anthropic", "content_block_stop"),
+        ("anthropic", "ping"),
+        ("anthropic", "message_stop"),
+        ("anthropic", "some_future_event"),
+        ("openai-responses", "response.output_text.delta"),
+        ("openai-responses", "response.function_call_arguments.delta"),
+        ("openai-responses", "response.output_item.done"),
+    ],
+)
+def test_events_without_usage_or_errors_are_forwarded_unread(protocol: Protocol, name: str) -> None:
+    # Their data may be a 64 MiB delta: reading it would join a second copy.
+    raw = b"event: " + name.encode() + b"\ndata: {}\n\n"
+    tap = StreamTap(protocol)
+    assert tap.inspect(UnreadData(name, end=len(raw)), raw) is raw
+    assert tap.events == 1
+
+
+def big_delta(size: int, *, named: bool = True) -> bytes:
+    text = b"lorem ipsum " * (size // 12)
+    head = b"event: content_block_delta\n" if named else b""
+    delta = b'{"type":"text_delta","text":"' + text + b'"}'
+    return head + b'data: {"type":"content_block_delta","index":0,"delta":' + delta + b"}\n\n"
+
+
+CLOSING: Final = b"".join(
+    named(name, obj)[1]
+    for name, obj in [
+        ("content_block_stop", BLOCK_STOP),
+        ("message_delta", message_delta({"output_tokens": 9})),
+        ("message_stop", MESSAGE_STOP),
+    ]
+)
+
+
+def test_a_large_unnamed_frame_among_others_is_named() -> None:
+    # forward lends the large frame as a view; the rewrite still gets every byte of it.
+    big = big_delta(3 << 20, named=False)
+    raw, events = SSEDecoder().feed(big + CLOSING)
+    tap = StreamTap("anthropic")
+    assert tap.forward(raw, events) == b"event: content_block_delta\n" + big + CLOSING
+    assert is_finished(tap)
+    assert tap.usage.output_tokens == 9
+
+
+def test_a_large_event_goes_through_decoder_and_tap_held_once() -> None:
+    # 16 MiB in 64 KiB reads, its end in the same read as the closing events: the decoder
+    # holds it once (no bytearray-to-bytes copy), parses it without copying its data, and
+    # the tap forwards it without slicing it out of that read. One copy more would be 2x.
+    event = big_delta(16 << 20)
+    stream = event + CLOSING
+    chunks = [stream[i : i + 65536] for i in range(0, len(stream), 65536)]
+    assert len(chunks[-1]) > len(CLOSING)
+    decoder = SSEDecoder()
+    tap = StreamTap("anthropic")
+    forwarded = 0
+    tracing = tracemalloc.is_tracing()
+    if not tracing:
+        tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        for chunk in chunks:
+            raw, events = decoder.feed(chunk)
+            out = tap.forward(raw, events)
+            assert out is raw
+            forwarded += len(out)
+            del raw, events, out
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        if not tracing:
+            tracemalloc.stop()
+    assert forwarded == len(stream)
+    assert is_finished(tap)
+    assert tap.usage.output_tokens == 9
+    assert peak < 1.25 * len(event)
 
 
 # -- non-streamed bodies ---------------------------------------------------------------------

@@ -21,6 +21,11 @@ Invariants:
 - ``raw`` always ends between events, so the client sees nothing of an event before it has
   all of it.
 - At most ``max_event_bytes`` are held back between calls.
+- A large block (over ``_LARGE_BLOCK`` bytes) costs one copy of itself, not several: its
+  held-back bytes grow in an ``io.BytesIO``, whose ``getvalue()`` hands over its buffer as
+  the ``bytes`` of ``raw`` without copying, and its ``data`` is only joined if read
+  (:class:`_LargeSSEEvent`). Pass-through forwards such an event without ever reading its
+  data, so a 64 MiB event needs about 64 MiB, not five times that.
 
 Lines end with CRLF, LF or CR, freely mixed (WHATWG §9.2.6, "the stream must then be parsed
 by reading everything line by line"). The one place this needs care is a CR that is the last
@@ -32,6 +37,7 @@ This module is sans-IO: it imports nothing that does I/O and it never awaits.
 
 from __future__ import annotations
 
+import io  # BytesIO only: an in-memory buffer, no I/O
 from dataclasses import dataclass
 from typing import Final
 
@@ -45,11 +51,17 @@ __all__ = [
     "encode_event",
 ]
 
-DEFAULT_MAX_EVENT_BYTES: Final = 64 * 1024 * 1024
-"""Largest block held back, in bytes. 64 MiB: well above the largest single event a
+DEFAULT_MAX_EVENT_BYTES: Final = 80 * 1024 * 1024
+"""Largest block held back, in bytes. 80 MiB: well above the largest single event a
 provider sends (a whole tool-call argument or an image in one ``data:`` line), and small
-enough that a runaway upstream cannot exhaust memory. Compare h11's
-``DEFAULT_MAX_INCOMPLETE_EVENT_SIZE``, the same idea for HTTP heads."""
+enough that a runaway upstream cannot exhaust memory. The limit counts the whole block
+(field names, the JSON around the payload, its escapes, line ends), so it leaves a quarter
+on top of a 64 MiB payload: 64 MiB of text in one delta is a 67,108,977-byte block. Compare
+h11's ``DEFAULT_MAX_INCOMPLETE_EVENT_SIZE``, the same idea for HTTP heads."""
+
+_LARGE_BLOCK: Final = 1 << 20
+"""Blocks larger than this (1 MiB) are held in a ``BytesIO`` and parsed without copying
+their data (see the theory of operation); smaller ones take the usual path untouched."""
 
 _CR: Final = 0x0D  # U+000D CARRIAGE RETURN, as ``buf[i]`` returns it
 _LF: Final = 0x0A  # U+000A LINE FEED
@@ -109,6 +121,7 @@ class SSEDecoder:
         "_bom_head",
         "_buf",
         "_failed",
+        "_large",
         "_max_event_bytes",
         "_pos",
     )
@@ -125,11 +138,14 @@ class SSEDecoder:
         # The first bytes of the stream while they may still be a split BOM; None once decided.
         self._bom_head: bytes | None = b""
         self._failed = False
+        # The held-back block instead of ``_buf`` once it is larger than ``_LARGE_BLOCK``.
+        self._large: io.BytesIO | None = None
 
     @property
     def pending(self) -> int:
         """The number of bytes held back for an incomplete block."""
-        return len(self._buf) + len(self._bom_head or b"")
+        large = self._large.tell() if self._large is not None else 0
+        return len(self._buf) + len(self._bom_head or b"") + large
 
     def feed(self, chunk: bytes) -> tuple[bytes, list[SSEEvent]]:
         """Take the next chunk of the stream.
@@ -157,6 +173,8 @@ class SSEDecoder:
             chunk = self._strip_bom(chunk)
         if not chunk:
             return b"", []
+        if self._large is not None:
+            return self._feed_large(self._large, chunk)
         buf: bytes | bytearray
         if self._buf:
             self._buf += chunk
@@ -168,6 +186,8 @@ class SSEDecoder:
         if len(buf) > self._max_event_bytes:  # no block can be larger than ``buf``
             self._check_sizes(ends, len(buf) - done)
         raw = self._split_off(buf, done)
+        if len(self._buf) > _LARGE_BLOCK:
+            self._hold_large()
         events: list[SSEEvent] = []
         start = 0
         for end in ends:
@@ -188,12 +208,63 @@ class SSEDecoder:
             The held-back bytes of the incomplete last block (now forgotten), or ``b""``.
         """
         tail = bytes(self._buf) + (self._bom_head or b"")
+        if self._large is not None:
+            tail = self._large.getvalue() + tail
+            self._large = None
         self._buf = bytearray()
         self._pos = 0
         self._at_line_start = True
         self._after_cr = False
         self._bom_head = None
         return tail
+
+    def _feed_large(self, large: io.BytesIO, chunk: bytes) -> tuple[bytes, list[SSEEvent]]:
+        """:meth:`feed` while a large block is held back in ``large``.
+
+        Only ``chunk`` is scanned, from the saved state (so nothing is rescanned), and only
+        ``chunk`` is copied: into ``large``, whose ``getvalue()`` then becomes ``raw``
+        without a copy of the held bytes.
+        """
+        held = large.tell()
+        # The scan of ``chunk`` alone starts at 0; an LF completing a CRLF whose CR ended
+        # the previous chunk is inside the held block (it cannot end it: a block-ending CR
+        # leaves nothing held), so it is skipped here rather than taken as a block end.
+        self._pos = 0
+        if self._after_cr and chunk[0] == _LF:
+            self._after_cr = False
+            self._pos = 1
+        ends = [held + end for end in self._scan(chunk)]
+        total = held + len(chunk)
+        done = ends[-1] if ends else 0
+        if total > self._max_event_bytes:
+            self._check_sizes(ends, total - done)
+        if not ends:
+            large.write(chunk)
+            return b"", []
+        with memoryview(chunk) as view:
+            large.write(view[: done - held])
+            self._buf = bytearray(view[done - held :])
+        self._pos = len(self._buf)
+        self._large = None
+        # Not a copy: CPython's BytesIO.getvalue() returns its own buffer, shrunk in place,
+        # when nothing else uses it; ``large`` is never written again.
+        raw = large.getvalue()
+        if len(self._buf) > _LARGE_BLOCK:
+            self._hold_large()
+        events: list[SSEEvent] = []
+        start = 0
+        for end in ends:
+            event = _parse_block(raw, start, end)
+            if event is not None:
+                events.append(event)
+            start = end
+        return raw, events
+
+    def _hold_large(self) -> None:
+        """Move the held-back block from ``_buf`` into a ``BytesIO`` (a large block)."""
+        self._large = io.BytesIO()
+        self._large.write(self._buf)
+        self._buf = bytearray()
 
     def _strip_bom(self, chunk: bytes) -> bytes:
         """Drop one leading UTF-8 BOM (WHATWG §9.2.6), even when it arrives split."""
@@ -322,6 +393,8 @@ def _parse_block(raw: bytes, start: int, end: int) -> SSEEvent | None:
     Returns:
         The event the block dispatches, or ``None`` when its data buffer stays empty.
     """
+    if end - start > _LARGE_BLOCK:
+        return _parse_large_block(raw, start, end)
     block = raw[start:end]
     if b"\r" in block:
         # CRLF first, then lone CRs: exactly the WHATWG line ends, at C speed. The bytes
@@ -355,6 +428,86 @@ def _parse_block(raw: bytes, start: int, end: int) -> SSEEvent | None:
         # buffer to the empty string and return."
         return None
     return SSEEvent(event=event, data=b"\n".join(data), id=event_id, start=start, end=end)
+
+
+class _LargeSSEEvent(SSEEvent):
+    """The event of a block larger than ``_LARGE_BLOCK``: ``data`` is joined from the
+    block's bytes each time it is read, instead of being a second copy held from the
+    start. Pass-through never reads it for the events it only forwards."""
+
+    __slots__ = ("_raw", "_spans")
+    _raw: bytes
+    _spans: list[tuple[int, int]]
+
+    def __init__(
+        self,
+        raw: bytes,
+        spans: list[tuple[int, int]],
+        *,
+        event: str | None,
+        event_id: str | None,
+        start: int,
+        end: int,
+    ) -> None:
+        # The dataclass is frozen: set the fields the way its own __init__ does.
+        object.__setattr__(self, "event", event)
+        object.__setattr__(self, "id", event_id)
+        object.__setattr__(self, "start", start)
+        object.__setattr__(self, "end", end)
+        object.__setattr__(self, "_raw", raw)
+        object.__setattr__(self, "_spans", spans)
+
+    @property
+    def data(self) -> bytes:
+        raw = self._raw
+        return b"\n".join([raw[first:last] for first, last in self._spans])
+
+
+def _parse_large_block(raw: bytes, start: int, end: int) -> SSEEvent | None:
+    """:func:`_parse_block` for a large block, without copying its ``data`` values.
+
+    The same WHATWG rules, applied line by line with ``bytes.find`` over offsets: only
+    field names and the values of ``event`` and ``id`` are copied; ``data`` values are
+    kept as spans of ``raw``. Each ``find`` resumes where the last one stopped, so the
+    block is scanned once.
+    """
+    event: str | None = None
+    event_id: str | None = None
+    spans: list[tuple[int, int]] = []
+    next_lf = raw.find(b"\n", start, end)
+    next_cr = raw.find(b"\r", start, end)
+    pos = start
+    while pos < end:
+        if 0 <= next_lf < pos:
+            next_lf = raw.find(b"\n", pos, end)
+        if 0 <= next_cr < pos:
+            next_cr = raw.find(b"\r", pos, end)
+        # The next line terminator: CR or LF, whichever comes first.
+        line_end = next_lf if next_cr < 0 or 0 <= next_lf < next_cr else next_cr
+        if line_end < 0:
+            line_end = end  # a last line without one: never from the decoder, but parse it
+        after = line_end + 1
+        if raw[line_end] == _CR and after < end and raw[after] == _LF:
+            after += 1  # CRLF is one terminator
+        # The field name is at most 5 bytes when it is one this parser keeps; look for
+        # the colon only that far, so a huge line without one is not scanned for it.
+        colon = raw.find(b":", pos, min(line_end, pos + 6))
+        name = raw[pos:colon] if colon >= 0 else raw[pos : min(line_end, pos + 6)]
+        value_start = colon + 1 if colon >= 0 else line_end
+        if value_start < line_end and raw[value_start] == 0x20:  # one leading SPACE
+            value_start += 1
+        if name == b"data":
+            spans.append((value_start, line_end))
+        elif name == b"event":
+            event = raw[value_start:line_end].decode("utf-8", "replace")
+        elif name == b"id":
+            value = raw[value_start:line_end]
+            if b"\x00" not in value:
+                event_id = value.decode("utf-8", "replace")
+        pos = after
+    if not spans:
+        return None
+    return _LargeSSEEvent(raw, spans, event=event, event_id=event_id, start=start, end=end)
 
 
 def encode_event(data: bytes | str, *, event: str | None = None) -> bytes:

@@ -15,6 +15,9 @@ cheap tests come first: the SSE event name, then a substring test on the raw dat
 Invariants:
 
 - The common case returns the very ``frame`` object it was given (callers test ``is``).
+- A frame larger than ``_VIEW_FRAME_BYTES`` is lent to ``inspect`` as a ``memoryview`` of
+  the decoder's ``raw`` (a slice would copy it), and the ``data`` of a large event is read
+  only for the frames that need it, so a 64 MiB event is never held twice.
 - A frame whose JSON does not parse is counted in ``malformed_events`` and forwarded
   unchanged: never dropped, never raised on (DESIGN.md §4).
 - The allowed rewrites are: Anthropic frames without an ``event:`` line get one, Anthropic
@@ -27,7 +30,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final, assert_never
+from typing import Final, assert_never, overload
 
 from trio_gateway._errors import GatewayError
 from trio_gateway._protocol._error_bodies import error_event
@@ -41,7 +44,10 @@ from trio_gateway._protocol._usage import (
     openai_responses_usage,
 )
 
-__all__ = ["InBandError", "StreamTap", "usage_from_body"]
+__all__ = ["Frame", "InBandError", "StreamTap", "usage_from_body"]
+
+Frame = bytes | memoryview
+"""The raw bytes of one event's block: ``bytes``, or a view of a large one (no copy)."""
 
 _DONE: Final = b"[DONE]"
 _USAGE_KEY: Final = b'"usage"'
@@ -49,6 +55,8 @@ _ERROR_KEY: Final = b'"error"'
 _NULL_USAGE: Final = b'"usage":null'
 _NULL_USAGE_SPACED: Final = b'"usage": null'
 _MAX_RAW_MESSAGE: Final = 1000
+#: Frames larger than this are inspected through a memoryview instead of a copy.
+_VIEW_FRAME_BYTES: Final = 1 << 20
 _RESPONSES_TERMINAL: Final = frozenset(
     {"response.completed", "response.incomplete", "response.failed"}
 )
@@ -133,7 +141,7 @@ class StreamTap:
         self.malformed_events = 0
         self.events = 0
         self.response_id: str | None = None
-        self._handler: Callable[[SSEEvent, bytes], bytes | None]
+        self._handler: Callable[[SSEEvent, Frame], Frame | None]
         match protocol:
             case "anthropic":
                 self._handler = self._inspect_anthropic
@@ -152,12 +160,17 @@ class StreamTap:
             return "reported"
         return "partial" if self._usage_seen else "none"
 
-    def inspect(self, event: SSEEvent, frame: bytes) -> bytes | None:
+    @overload
+    def inspect(self, event: SSEEvent, frame: bytes) -> bytes | None: ...
+    @overload
+    def inspect(self, event: SSEEvent, frame: memoryview) -> Frame | None: ...
+    def inspect(self, event: SSEEvent, frame: Frame) -> Frame | None:
         """Account one upstream event and decide what to forward.
 
         Args:
             event: the decoded event.
-            frame: the raw upstream bytes of the event's block.
+            frame: the raw upstream bytes of the event's block (a memoryview of a large
+                one, which :meth:`forward` does not copy).
 
         Returns:
             ``frame`` itself (the same object) in the common case, rewritten bytes, or
@@ -172,10 +185,16 @@ class StreamTap:
         upstream's)."""
         if not events:
             return raw
-        parts: list[bytes] | None = None
+        parts: list[Frame] | None = None
         position = 0
         for event in events:
-            frame = raw[event.start : event.end]
+            start = event.start
+            end = event.end
+            frame: Frame
+            if end - start <= _VIEW_FRAME_BYTES:
+                frame = raw[start:end]
+            else:
+                frame = memoryview(raw)[start:end]
             out = self.inspect(event, frame)
             if out is frame:
                 continue
@@ -221,11 +240,11 @@ class StreamTap:
 
     # -- anthropic ------------------------------------------------------------------------
 
-    def _inspect_anthropic(self, event: SSEEvent, frame: bytes) -> bytes | None:
+    def _inspect_anthropic(self, event: SSEEvent, frame: Frame) -> Frame | None:
         name = event.event
-        data = event.data
         if name:
-            return self._anthropic_event(name, data, frame, _MALFORMED)
+            return self._anthropic_event(name, event, frame, _MALFORMED)
+        data = event.data
         if not data:
             return frame
         if len(data) < 16 and data.strip() == _DONE:
@@ -239,27 +258,31 @@ class StreamTap:
         if name is not None:
             # An empty `event:` line: a prepended line would lose to it (the last `event`
             # field wins, WHATWG §9.2.6), so account for the frame but forward it as is.
-            return self._anthropic_event(kind, data, frame, obj)
+            return self._anthropic_event(kind, event, frame, obj)
         # DESIGN.md §4 byte-fidelity exception: the Anthropic SDK ignores frames without an
         # `event:` line (protocols.md §4.2), so name the frame after its JSON `type`.
         named = b"event: " + kind.encode() + b"\n" + frame
-        return self._anthropic_event(kind, data, named, obj)
+        return self._anthropic_event(kind, event, named, obj)
 
-    def _anthropic_event(self, name: str, data: bytes, frame: bytes, obj: object) -> bytes:
-        """Handle a named Anthropic event; ``obj`` is its JSON if already decoded."""
+    def _anthropic_event(self, name: str, event: SSEEvent, frame: Frame, obj: object) -> Frame:
+        """Handle a named Anthropic event; ``obj`` is its JSON if already decoded. Only the
+        events that carry usage or an error read ``event.data``."""
         match name:
             case "message_start":
-                self._anthropic_message_start(self._decoded(data, obj))
+                self._anthropic_message_start(self._decoded(event.data, obj))
             case "message_delta":
+                data = event.data
                 if _USAGE_KEY in data:
                     self._anthropic_message_delta(self._decoded(data, obj))
             case "message_stop":
                 self.finished = True
             case "error":
+                data = event.data
                 decoded = self._decoded(data, obj)
                 self._set_error(_nested_error(decoded, data, type_keys=("type",)))
             case _:
-                # content_block_*, ping and unknown events (protocols.md §1.7): not decoded.
+                # content_block_*, ping and unknown events (protocols.md §1.7): neither
+                # decoded nor read (a 64 MiB text delta is forwarded without a copy).
                 pass
         return frame
 
@@ -288,7 +311,7 @@ class StreamTap:
 
     # -- openai-chat ----------------------------------------------------------------------
 
-    def _inspect_chat(self, event: SSEEvent, frame: bytes) -> bytes | None:
+    def _inspect_chat(self, event: SSEEvent, frame: Frame) -> Frame | None:
         data = event.data
         if len(data) < 16 and data.strip() == _DONE:
             # protocols.md §2.4: the literal terminator of every Chat stream.
@@ -317,12 +340,12 @@ class StreamTap:
 
     # -- openai-responses -----------------------------------------------------------------
 
-    def _inspect_responses(self, event: SSEEvent, frame: bytes) -> bytes:
+    def _inspect_responses(self, event: SSEEvent, frame: Frame) -> Frame:
         name = event.event
-        data = event.data
         obj: object = _MALFORMED
         if not name:  # None, or an empty `event:` line (the default type, WHATWG §9.2.6)
             # protocols.md §3.6: the SDK dispatches on `data.type`, so unnamed frames count.
+            data = event.data
             if not any(marker in data for marker in _RESPONSES_MARKERS):
                 return frame
             obj = self._decode(data)
@@ -330,14 +353,16 @@ class StreamTap:
             if not isinstance(kind, str):
                 return frame
             name = kind
+        # Only these read ``event.data``: a large delta is forwarded without a copy.
         if name == "response.created":
-            response = _field(self._decoded(data, obj), "response")
+            response = _field(self._decoded(event.data, obj), "response")
             response_id = _field(response, "id")
             if isinstance(response_id, str):
                 self.response_id = response_id
         elif name in _RESPONSES_TERMINAL:
-            self._responses_terminal(name, self._decoded(data, obj))
+            self._responses_terminal(name, self._decoded(event.data, obj))
         elif name == "error":
+            data = event.data
             decoded = self._decoded(data, obj)
             self._set_error(_nested_error(decoded, data, type_keys=("type", "code")))
         return frame

@@ -100,6 +100,10 @@ class AsgiResponse:
         """From now on the app's ``send()`` blocks, like a client that stopped reading."""
         self._reading = trio.Event()
 
+    def resume_reading(self) -> None:
+        """Undo :meth:`stop_reading`: the blocked ``send()`` and every later one go through."""
+        self._reading.set()
+
 
 class AsgiClient:
     """Drives an ASGI app in memory. See the module docstring."""
