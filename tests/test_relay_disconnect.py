@@ -465,6 +465,27 @@ async def test_fast_stream_to_a_stalled_client_is_not_completed(
     assert_nothing_leaked(gateway)
 
 
+async def test_client_that_stops_reading_during_a_ping_is_dropped(
+    make_gateway: GatewayFactory, mock: MockUpstream, autojump_clock: trio.testing.MockClock
+) -> None:
+    # RELIABILITY C4 with the writer stuck in a keepalive ping: the answer that arrives
+    # behind it counts toward client_buffer_bytes like frames behind any other write.
+    gateway, client = await make_gateway(
+        on_client_disconnect="drain", client_buffer_bytes=2000, keepalive_interval=10
+    )
+    async with open_stream(client, "anthropic", "mock-slow_first:secs=25+text:tokens=200") as resp:
+        resp.stop_reading()  # the head has arrived; the ping at t=10 blocks
+        await trio.sleep(30)
+        assert resp.body == b""
+        assert gateway.relay.streams_in_flight == 0
+        record = only_record(gateway)
+        assert (record.outcome, record.usage_source) == ("client_disconnected", "reported")
+        assert record.usage == text_usage("anthropic", 200)
+        await resp.disconnect()
+    assert mock.requests[0].events_sent == stream_events("anthropic", 200)
+    assert_nothing_leaked(gateway)
+
+
 # --------------------------------------------------------------------------- server cancel
 
 

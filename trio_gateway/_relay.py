@@ -314,9 +314,7 @@ class Relay:
             # load balancer's idle timer never sees a silent connection (PEER-BUGS 15–16).
             await reply.start_stream()
             if self._streaming.keepalive_interval > 0:
-                await reply.write(ping)
-                ex.pings += 1
-                self._metrics.ping_sent()
+                await self._write_ping(ex, ping)
         ex.last_write = trio.current_time()
         opened = False  # from _OPENED on, the reader's timers ask for pings (_PING)
         while True:
@@ -336,9 +334,7 @@ class Relay:
                 message = None
                 now = trio.current_time()
                 if now - ex.last_write >= keepalive:  # nothing written since it was asked
-                    await reply.write(ping)
-                    ex.pings += 1
-                    self._metrics.ping_sent()
+                    await self._write_ping(ex, ping)
                     ex.last_write = trio.current_time()
                 continue
             if isinstance(message, _Opened):
@@ -355,6 +351,15 @@ class Relay:
                 return
             await reply.fail(message.error, frame=message.frame)
             return
+
+    async def _write_ping(self, ex: Exchange, ping: bytes) -> None:
+        # A write like any other: frames queued behind a ping stuck on a client that stopped
+        # reading count toward the stalled-client budget (RELIABILITY C4).
+        ex.writing = True
+        await ex.reply.write(ping)
+        ex.writing = False
+        ex.pings += 1
+        self._metrics.ping_sent()
 
     @staticmethod
     async def _write_batch(
