@@ -106,7 +106,10 @@ class Relay:
     async def serve_stream(self, ex: Exchange, receive: Receive) -> None:
         """Serve a streaming request with the four-task shape described above."""
         to_writer, from_reader = trio.open_memory_channel[WriterMessage](math.inf)
-        handoff_send, handoff_receive = trio.open_memory_channel[Attempt | None](1)
+        # The reader's hand-over to the drain task: the attempt is ``ex.current`` once this is
+        # set. An Event, not a one-slot channel: it is held for the whole stream, and a memory
+        # channel costs ~1.8 KB against ~0.3 KB (bench idle run, RSS per open stream).
+        reader_done = trio.Event()
         self.streams_in_flight += 1
         self._metrics.set_streams_in_flight(self.streams_in_flight)
         try:
@@ -114,12 +117,10 @@ class Relay:
                 watcher_scope = trio.CancelScope()
                 request_nursery.start_soon(self._watch_disconnect, receive, ex, watcher_scope)
                 billing_done = trio.Event()
-                request_nursery.start_soon(
-                    self._drain_for_billing, ex, handoff_receive, billing_done
-                )
+                request_nursery.start_soon(self._drain_for_billing, ex, reader_done, billing_done)
                 with ex.client_scope:
                     async with trio.open_nursery() as client_nursery:
-                        client_nursery.start_soon(self._read_upstream, ex, to_writer, handoff_send)
+                        client_nursery.start_soon(self._read_upstream, ex, to_writer, reader_done)
                         client_nursery.start_soon(self._write_client, ex, from_reader)
                 await billing_done.wait()
                 watcher_scope.cancel()
@@ -145,7 +146,7 @@ class Relay:
         self,
         ex: Exchange,
         to_writer: trio.MemorySendChannel[WriterMessage],
-        handoff: trio.MemorySendChannel[Attempt | None],
+        reader_done: trio.Event,
     ) -> None:
         try:
             with ex.cuttable() as cut_scope:
@@ -163,7 +164,7 @@ class Relay:
                 frame = attempt_now.tap.error_frame(error, request_id=ex.request_id)
             to_writer.send_nowait(_Failure(error, frame))
         finally:
-            handoff.send_nowait(ex.current)
+            reader_done.set()  # hands ex.current over to the drain task
 
     async def _pump(
         self, ex: Exchange, attempt: Attempt, to_writer: trio.MemorySendChannel[WriterMessage]
@@ -317,15 +318,16 @@ class Relay:
     async def _drain_for_billing(
         self,
         ex: Exchange,
-        handoff: trio.MemoryReceiveChannel[Attempt | None],
+        reader_done: trio.Event,
         billing_done: trio.Event,
     ) -> None:
         try:
             # Shielded: even when the server cancels the request (hypercorn after its
             # graceful timeout), the attempt the reader hands over in its `finally` must be
-            # received and settled. Bounded: the reader always sends, exactly once.
+            # received and settled. Bounded: the reader always sets the event.
             with trio.CancelScope(shield=True):
-                attempt = await handoff.receive()
+                await reader_done.wait()
+            attempt = ex.current
             if attempt is None:
                 return
             try:
