@@ -114,8 +114,7 @@ class Relay:
         self._metrics.set_streams_in_flight(self.streams_in_flight)
         try:
             async with trio.open_nursery() as request_nursery:
-                watcher_scope = trio.CancelScope()
-                request_nursery.start_soon(self._watch_disconnect, receive, ex, watcher_scope)
+                request_nursery.start_soon(self._watch_disconnect, receive, ex)
                 billing_done = trio.Event()
                 request_nursery.start_soon(self._drain_for_billing, ex, reader_done, billing_done)
                 with ex.client_scope:
@@ -123,18 +122,19 @@ class Relay:
                         client_nursery.start_soon(self._read_upstream, ex, to_writer, reader_done)
                         client_nursery.start_soon(self._write_client, ex, from_reader)
                 await billing_done.wait()
-                watcher_scope.cancel()
+                # Only the disconnect watcher is left: stop it (its own scope would cost an
+                # entered CancelScope per open stream for nothing).
+                request_nursery.cancel_scope.cancel()
         finally:
             self.streams_in_flight -= 1
             self._metrics.set_streams_in_flight(self.streams_in_flight)
 
-    async def _watch_disconnect(
-        self, receive: Receive, ex: Exchange, watcher_scope: trio.CancelScope
-    ) -> None:
-        with watcher_scope:
-            while (await receive()).get("type") != "http.disconnect":
-                pass
-            self._client_gone(ex, "disconnect")
+    async def _watch_disconnect(self, receive: Receive, ex: Exchange) -> None:
+        """Runs until ``http.disconnect``, or until the request nursery is cancelled once
+        everything else is done."""
+        while (await receive()).get("type") != "http.disconnect":
+            pass
+        self._client_gone(ex, "disconnect")
 
     @staticmethod
     def _client_gone(ex: Exchange, phase: str) -> None:
@@ -421,15 +421,14 @@ class Relay:
         (DESIGN §4).
         """
         async with trio.open_nursery() as request_nursery:
-            watcher_scope = trio.CancelScope()
-            request_nursery.start_soon(self._watch_disconnect, receive, ex, watcher_scope)
+            request_nursery.start_soon(self._watch_disconnect, receive, ex)
             try:
                 with ex.client_scope:
                     await self._unary_body(ex)
             finally:
                 if ex.current is not None:
                     await self._attempts.settle(ex, ex.current)
-                watcher_scope.cancel()
+                request_nursery.cancel_scope.cancel()  # stops the disconnect watcher
 
     async def _unary_body(self, ex: Exchange) -> None:
         reply = ex.reply
