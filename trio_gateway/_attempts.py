@@ -74,6 +74,15 @@ class Plan:
     #: Upstream request bodies rendered so far, per upstream protocol (model name aside).
     rendered: dict[Protocol, dict[str, object]] = field(default_factory=dict)
 
+    def release_request(self) -> None:
+        """Drop the caller's request body (raw, parsed and translated forms) once an upstream
+        has accepted it: failover, the only reader of it afterwards, is over. A stream lives
+        for minutes and the body of a long conversation is often hundreds of KB."""
+        self.body = {}
+        self.raw = b""
+        self.conversation = None
+        self.rendered.clear()
+
     def translated(self, upstream: Upstream) -> bool:
         """Whether requests to ``upstream`` are translated (it speaks another protocol)."""
         return upstream.protocol != self.protocol
@@ -283,6 +292,7 @@ class Attempts:
             attempt = await self._new(ex, upstream)
             error = await self._try_upstream(ex, attempt)
             if error is None:
+                plan.release_request()
                 return attempt
             attempt.error = error
             await self.settle(ex, attempt)
