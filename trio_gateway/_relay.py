@@ -60,6 +60,12 @@ logger = logging.getLogger("trio_gateway.relay")
 #: After the terminal event, how long the reader keeps reading the (normally already
 #: buffered) end of the HTTP body so the connection can be reused.
 _TAIL_GRACE: Final = 1.0
+#: Task names, the ones trio would derive, but one shared string each: trio formats a new
+#: name per spawned task otherwise (~90 B per task for the whole stream).
+_WATCHER: Final = "trio_gateway._relay.Relay._watch_disconnect"
+_DRAIN: Final = "trio_gateway._relay.Relay._drain_for_billing"
+_READER: Final = "trio_gateway._relay.Relay._read_upstream"
+_WRITER: Final = "trio_gateway._relay.Relay._write_client"
 #: Seconds between usage checkpoints of a long stream's in-flight ledger row (RELIABILITY I3:
 #: a crash loses at most one interval of output usage).
 _CHECKPOINT_INTERVAL: Final = 5.0
@@ -114,16 +120,20 @@ class Relay:
         self._metrics.set_streams_in_flight(self.streams_in_flight)
         try:
             async with trio.open_nursery() as request_nursery:
-                request_nursery.start_soon(self._watch_disconnect, receive, ex)
+                request_nursery.start_soon(self._watch_disconnect, receive, ex, name=_WATCHER)
                 billing_done = trio.Event()
-                request_nursery.start_soon(self._drain_for_billing, ex, reader_done, billing_done)
+                request_nursery.start_soon(
+                    self._drain_for_billing, ex, reader_done, billing_done, name=_DRAIN
+                )
                 async with trio.open_nursery() as client_nursery:
                     # The client scope is this nursery's own: a scope around the nursery
                     # would be one more entered CancelScope (~0.7 KB) per open stream. Only
                     # the watcher and the reader cancel it, and neither has run yet.
                     ex.client_scope = client_nursery.cancel_scope
-                    client_nursery.start_soon(self._read_upstream, ex, to_writer, reader_done)
-                    client_nursery.start_soon(self._write_client, ex, from_reader)
+                    client_nursery.start_soon(
+                        self._read_upstream, ex, to_writer, reader_done, name=_READER
+                    )
+                    client_nursery.start_soon(self._write_client, ex, from_reader, name=_WRITER)
                 await billing_done.wait()
                 # Only the disconnect watcher is left: stop it (its own scope would cost an
                 # entered CancelScope per open stream for nothing).
@@ -424,7 +434,7 @@ class Relay:
         (DESIGN §4).
         """
         async with trio.open_nursery() as request_nursery:
-            request_nursery.start_soon(self._watch_disconnect, receive, ex)
+            request_nursery.start_soon(self._watch_disconnect, receive, ex, name=_WATCHER)
             try:
                 with ex.client_scope:
                     await self._unary_body(ex)
