@@ -188,7 +188,10 @@ class Gateway:
         header_bytes = 0
         if isinstance(raw_headers, list | tuple):
             for name, value in raw_headers:
-                headers.setdefault(bytes(name).lower(), bytes(value))
+                key = bytes(name)
+                # hypercorn's names are lowercase already: keep its objects rather than hold
+                # a lowered copy of each for the whole request.
+                headers.setdefault(key if key.islower() else key.lower(), bytes(value))
                 header_bytes += len(name) + len(value)
         path = str(scope.get("path", ""))
         method = str(scope.get("method", "GET"))
