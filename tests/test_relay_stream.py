@@ -13,16 +13,20 @@ translation yet), so ``UPSTREAM[protocol]`` names the upstream a request goes to
 
 from __future__ import annotations
 
+import gc
 import json
+import types
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final
 
 import pytest
 import trio
 import trio.testing
 
+import trio_gateway
 from tests.conftest import GatewayFactory
 from tests.support import CLIENT_KEY, PRICE, gateway_config, json_events, sse_events
 from trio_gateway._gateway import Gateway, open_gateway
@@ -1023,4 +1027,49 @@ async def test_upstream_400_is_tried_once_and_passed_on(
     assert len(mock.requests) == 1
     record = only_record(gateway)
     assert (record.attempt, record.status, record.outcome) == (1, 400, "upstream_error")
+    assert_nothing_leaked(gateway)
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def gateway_locals_holding_the_request() -> list[str]:
+    """``function.variable`` for every local of a suspended gateway coroutine (the modules
+    of ``trio_gateway`` itself, not the mock's or the test kit's) that is the request body,
+    raw (bytes) or parsed (a dict with ``messages``)."""
+    package = Path(trio_gateway.__file__).parent
+    found: list[str] = []
+    for obj in gc.get_objects():
+        if not isinstance(obj, types.CoroutineType) or obj.cr_frame is None:
+            continue
+        if Path(obj.cr_code.co_filename).parent != package:
+            continue
+        for name, value in obj.cr_frame.f_locals.items():
+            if (isinstance(value, bytes) and b'"messages"' in value) or (
+                isinstance(value, dict) and "messages" in value
+            ):
+                found.append(f"{obj.cr_code.co_qualname}.{name}")
+    return found
+
+
+async def test_an_open_stream_holds_no_copy_of_the_request_body(
+    make_gateway: GatewayFactory, autojump_clock: trio.testing.MockClock
+) -> None:
+    # A stream lives for minutes and a caller's request (a long conversation) is often
+    # hundreds of KB; failover, the only reader of it after admission, ends once an upstream
+    # answered. Holding it for the whole stream multiplies it by every open stream.
+    gateway, client = await make_gateway()
+    body = request_body("anthropic", "mock-text:tokens=2,interval=10")
+    async with client.stream(
+        "POST", PATHS["anthropic"], json=body, headers=auth("anthropic")
+    ) as resp:
+        assert resp.status == 200
+        received = [await resp.next_chunk() or b""]
+        assert received[0]  # the upstream accepted the request: the stream is open
+        (exchange,) = gateway._exchanges
+        assert (exchange.plan.raw, exchange.plan.body) == (b"", {})
+        assert gateway_locals_holding_the_request() == []
+        while (chunk := await resp.next_chunk()) is not None:
+            received.append(chunk)
+    assert_terminal("anthropic", b"".join(received))
     assert_nothing_leaked(gateway)

@@ -188,7 +188,10 @@ class Gateway:
         header_bytes = 0
         if isinstance(raw_headers, list | tuple):
             for name, value in raw_headers:
-                headers.setdefault(bytes(name).lower(), bytes(value))
+                key = bytes(name)
+                # hypercorn's names are lowercase already: keep its objects rather than hold
+                # a lowered copy of each for the whole request.
+                headers.setdefault(key if key.islower() else key.lower(), bytes(value))
                 header_bytes += len(name) + len(value)
         path = str(scope.get("path", ""))
         method = str(scope.get("method", "GET"))
@@ -349,6 +352,9 @@ class Gateway:
             query=query if isinstance(query, bytes) else b"",
             caller_headers=headers,
         )
+        # The plan owns the request body from here and drops it once an upstream accepted it
+        # (Plan.release_request): this frame stays suspended for the whole stream.
+        del body, raw
         if plan.translated(candidates[0]):
             # The first upstream speaks another protocol: whatever it cannot carry is the
             # caller's 400 now, naming the field, before admission and any upstream call.
@@ -357,7 +363,7 @@ class Gateway:
         exchange = Exchange(request_id=reply.request_id, plan=plan, reply=reply, started=started)
         reply.exchange = exchange
         try:
-            exchange.reservation = await self._admit(plan, len(raw))
+            exchange.reservation = await self._admit(plan, len(plan.raw))
         except (Forbidden, RateLimited) as refusal:
             self._record_rejection(exchange, refusal)
             raise
