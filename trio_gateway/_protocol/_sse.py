@@ -185,17 +185,7 @@ class SSEDecoder:
         done = ends[-1] if ends else 0
         if len(buf) > self._max_event_bytes:  # no block can be larger than ``buf``
             self._check_sizes(ends, len(buf) - done)
-        raw = self._split_off(buf, done)
-        if len(self._buf) > _LARGE_BLOCK:
-            self._hold_large()
-        events: list[SSEEvent] = []
-        start = 0
-        for end in ends:
-            event = _parse_block(raw, start, end)
-            if event is not None:
-                events.append(event)
-            start = end
-        return raw, events
+        return self._dispatch(self._split_off(buf, done), ends)
 
     def close(self) -> bytes:
         """Mark the end of the stream.
@@ -248,7 +238,11 @@ class SSEDecoder:
         self._large = None
         # Not a copy: CPython's BytesIO.getvalue() returns its own buffer, shrunk in place,
         # when nothing else uses it; ``large`` is never written again.
-        raw = large.getvalue()
+        return self._dispatch(large.getvalue(), ends)
+
+    def _dispatch(self, raw: bytes, ends: list[int]) -> tuple[bytes, list[SSEEvent]]:
+        """``feed``'s result for the completed blocks of ``raw`` (ending at ``ends``), once
+        the rest is held back; a held-back rest over ``_LARGE_BLOCK`` becomes a large block."""
         if len(self._buf) > _LARGE_BLOCK:
             self._hold_large()
         events: list[SSEEvent] = []
