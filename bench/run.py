@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
+import native
 from _procs import (
     LITELLM_KEY,
     ROOT,
@@ -67,6 +68,8 @@ BARE: Final = Path(__file__).resolve().parent / "bare_stack.py"
 HUGE_BYTES: Final = 67108864
 GROUPS: Final = ("paced", "peer", "matrix", "protocols", "scaling", "idle", "large")
 SCALING: Final = ("trio_gateway fast", "trio_gateway x2")
+#: The scaling gateways of the native harness (``native.py``: wrk and nginx), one worker first.
+NATIVE: Final = ("trio_gateway wrk+nginx", "trio_gateway wrk+nginx x2")
 
 
 PACED: Final = Row(20, 0.05, 128, seconds=7.0, ramp=1.25, measure_after=1.5, token_pace=True)
@@ -89,6 +92,7 @@ class Settings:
     )
     protocol_columns: tuple[str, ...] = ("mock", "bare", "trio_gateway pass")
     scaling_rows: tuple[Row, ...] = (Row(500, 0.0, 64), Row(20, 0.0, 64))
+    native_warmup: float = 1.0
     idle_servers: tuple[str, ...] = ("bare", "trio_gateway")
     idle_streams: int = 1000
     idle_gap: float = 5.0
@@ -111,6 +115,7 @@ QUICK: Final = Settings(
     ),
     protocol_columns=("mock", "trio_gateway pass"),
     scaling_rows=(Row(20, 0.0, 4),),
+    native_warmup=1.0,
     idle_servers=("trio_gateway",),
     idle_streams=20,
     idle_gap=1.0,
@@ -172,6 +177,19 @@ def start_servers(bench: Bench) -> None:
         gateways.append(("trio_gateway x2", 2, None, bare_port, "/merged"))
     if "large" in groups:
         gateways.append(("trio_gateway big", 1, 2 * bench.settings.huge_bytes, mock_port, ""))
+    native_port = 0
+    if "scaling" in groups:
+        missing = native.missing_tools()
+        if missing:
+            bench.notes.append(
+                f"The native scaling harness did not run: {' and '.join(missing)} not on PATH "
+                "(Debian: `apt-get install wrk nginx`)."
+            )
+        else:
+            # Started per row (``run_native``): nginx serves the row's bytes.
+            native_port = free_port()
+            for name, workers in zip(NATIVE, (1, 2), strict=True):
+                gateways.append((name, workers, None, native_port, ""))
     bench.log("starting the mock, the bare stack and the gateway(s)")
     for server in (mock, bare):
         bench.by_name[server.name] = servers.add(server)
@@ -194,8 +212,13 @@ def start_servers(bench: Bench) -> None:
             port=port,
         )
         server = replace(server, name=name)
-        # The large-event gateway starts only for its run (fresh memory).
-        bench.by_name[name] = servers.add(server, start=name != "trio_gateway big")
+        # The large-event gateway starts only for its run (fresh memory), the native
+        # harness's gateways only for theirs (their upstream starts with them).
+        later = name == "trio_gateway big" or name in NATIVE
+        bench.by_name[name] = servers.add(server, start=not later)
+    if native_port:
+        nginx = native.nginx_server(directory / "nginx", "nginx", native_port, b"")
+        bench.by_name["nginx"] = servers.add(nginx, start=False)
     if bench.args.litellm:
         port = free_port()
         config = litellm_config(directory, mock_port=mock_port)
@@ -241,7 +264,7 @@ def start_servers(bench: Bench) -> None:
         )
         bench.by_name[name] = servers.add(extra, start=False)
     others = [name for name, s in bench.by_name.items() if name == "litellm" or not s.measured]
-    scaling = [name for name in SCALING if name in bench.by_name]
+    scaling = [name for name in (*SCALING, *NATIVE) if name in bench.by_name]
     bench.columns = make_columns(["trio_gateway", *others], scaling)
 
 
@@ -267,10 +290,9 @@ def make_columns(gateways: Sequence[str], scaling: Sequence[str]) -> list[Column
                 baseline="mock chat",
             )
         )
-    base = f"{SCALING[0]} pass"  # one worker: the baseline of the two-worker column
-    columns.extend(
-        Column(f"{name} pass", name, kind="gateway", mode="pass", baseline=base) for name in scaling
-    )
+    for name in scaling:  # one worker: the baseline of its harness's two-worker column
+        base = f"{NATIVE[0] if name in NATIVE else SCALING[0]} pass"
+        columns.append(Column(f"{name} pass", name, kind="gateway", mode="pass", baseline=base))
     return columns
 
 
@@ -409,7 +431,7 @@ def run_matrix(bench: Bench, repeat: int) -> None:
     cap = bench.args.extra_max_concurrency
     for row in matrix_rows(bench.settings):
         for col in bench.columns:
-            if col.server in SCALING or (col.gap0_only and row.gap > 0):
+            if col.server in (*SCALING, *NATIVE) or (col.gap0_only and row.gap > 0):
                 continue
             if col.gateway not in {"", "trio_gateway"} and row.concurrency > cap:
                 continue  # see --extra-max-concurrency
@@ -439,6 +461,72 @@ def run_scaling(bench: Bench, repeat: int) -> None:
     for row in bench.settings.scaling_rows:
         for name in SCALING:
             run_cell(bench, "scaling", row, column(bench, f"{name} pass"), repeat)
+    if "nginx" in bench.by_name:
+        for row in bench.settings.scaling_rows:
+            run_native(bench, row, repeat)
+
+
+def run_native(bench: Bench, row: Row, repeat: int) -> None:
+    """``row`` through one and two workers with wrk as the client and nginx serving the
+    mock's bytes for the row (``native.py``); fresh servers for every row."""
+    model = f"mock-{row.spec}"
+    mock = bench.server("mock")
+    body = native.capture_stream(mock.port, model, mock.key)
+    events = body.count(b"\n\n")
+    old = bench.server("nginx")
+    old.kill()
+    nginx = native.nginx_server(Path(old.log).parent, "nginx", old.port, body)
+    bench.by_name["nginx"] = nginx
+    bench.servers.add(nginx)
+    script = native.wrk_script(bench.servers.directory, model, bench.server(NATIVE[0]).key)
+    try:
+        for name in NATIVE:
+            gateway = bench.server(name)
+            gateway.restart()
+            col = column(bench, f"{name} pass")
+            native.run_wrk(
+                gateway,
+                script,
+                concurrency=row.concurrency,
+                seconds=bench.settings.native_warmup,
+                events_per_stream=events,
+            )
+            bench.servers.quiesce(bench.measured(), limit=bench.settings.quiesce_limit)
+            seconds = row.seconds if row.seconds else bench.settings.seconds
+            nginx_before, before, busy_before = (
+                nginx.cpu_seconds(),
+                gateway.cpu_seconds(),
+                machine_cpu(),
+            )
+            gateway.reset_peak()
+            load = native.run_wrk(
+                gateway,
+                script,
+                concurrency=row.concurrency,
+                seconds=seconds,
+                events_per_stream=events,
+            )
+            busy_after = machine_cpu()
+            sample = Sample(
+                group="scaling", row=row.label, column=col.label, repeat=repeat, load=load
+            )
+            sample.server_cpu_s = gateway.cpu_seconds() - before
+            sample.server_peak_rss = gateway.peak_rss()
+            sample.server_rss = gateway.rss()
+            sample.machine_busy = (busy_after[0] - busy_before[0]) / max(
+                busy_after[1] - busy_before[1], 1e-9
+            )
+            requests = float(load["requests"])  # type: ignore[arg-type]
+            load["upstream_cpu_ms_per_stream"] = (
+                1000 * (nginx.cpu_seconds() - nginx_before) / max(requests, 1.0)
+            )
+            bench.samples.append(sample)
+            bench.log(f"{'scaling':9} {row.label:24} {col.label:26} {sample.brief()}")
+            gateway.kill()
+            bench.servers.quiesce(bench.measured(), limit=bench.settings.quiesce_limit)
+    finally:
+        for name in NATIVE:
+            bench.server(name).kill()
 
 
 def run_idle(bench: Bench, repeat: int) -> None:
@@ -664,8 +752,8 @@ def render_saved(args: argparse.Namespace, settings: Settings) -> int:
     named = {
         label.rsplit(" ", 1)[0] for label in labels if label.endswith((" pass", " translated"))
     }
-    others = sorted(named - {"trio_gateway", *SCALING})
-    scaling = [name for name in SCALING if f"{name} pass" in labels]
+    others = sorted(named - {"trio_gateway", *SCALING, *NATIVE})
+    scaling = [name for name in (*SCALING, *NATIVE) if f"{name} pass" in labels]
     report = render_report(
         samples,
         make_columns(["trio_gateway", *others], scaling),
@@ -695,6 +783,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench = Bench(args, settings, servers)
             start_servers(bench)
             env = environment(bench)
+            if bench.notes:
+                env["notes"] = " ".join(bench.notes)
             for repeat in range(args.repeat):
                 for group in GROUPS:
                     if group in args.groups:

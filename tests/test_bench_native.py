@@ -1,0 +1,101 @@
+"""The bench's native scaling harness (``bench/native.py``): wrk's output is read right, and
+nginx serves the captured stream byte for byte (issue 6, "two workers").
+
+The nginx and wrk tests need the tools (``apt-get install wrk nginx``) and skip without
+them; the output parsing is tested everywhere.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+import pytest
+
+ROOT: Final = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import native  # ruff: ignore[module-import-not-at-top-of-file]
+from _procs import Server, free_port, http_request  # ruff: ignore[module-import-not-at-top-of-file]
+
+WRK_OUTPUT: Final = """\
+Running 3s test @ http://127.0.0.1:8080/v1/messages
+  1 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   150.12ms   20.01ms 300.00ms   70.00%
+    Req/Sec   430.00     50.00   500.00     70.00%
+  1290 requests in 3.01s, 4.20MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+Requests/sec:    428.57
+Transfer/sec:      1.40MB
+BAD 5
+"""
+
+# A stream with the characters nginx's quoting must carry: quotes, backslashes, braces.
+BODY: Final = (
+    b'event: content_block_delta\ndata: {"delta":{"text":"it\'s \\"q\\" \\\\ {x}"}}\n\n'
+    b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+)
+
+needs_tools = pytest.mark.skipif(bool(native.missing_tools()), reason="wrk and nginx not installed")
+
+
+def test_wrk_output_is_read_into_the_load_shape() -> None:
+    requests, seconds = native._requests_in(WRK_OUTPUT)
+    assert (requests, seconds) == (1290, 3.01)
+    assert native._number(r"^BAD (\d+)", WRK_OUTPUT) == 5
+    assert native._socket_errors(WRK_OUTPUT) == 3
+    assert native._socket_errors("Requests/sec: 1.0") == 0
+    requests, seconds = native._requests_in("  7 requests in 950.00ms, 1KB read")
+    assert requests == 7
+    assert seconds == pytest.approx(0.95)
+
+
+@pytest.fixture
+def nginx(tmp_path: Path) -> Iterator[Server]:
+    server = native.nginx_server(tmp_path / "nginx", "nginx", free_port(), BODY)
+    server.start(timeout=20)
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@needs_tools
+def test_nginx_serves_the_stream_byte_for_byte_to_any_method(nginx: Server) -> None:
+    for method in ("GET", "POST"):
+        status, body = http_request(nginx.port, method, "/v1/messages", body=b"{}")
+        assert (status, body) == (200, BODY)
+
+
+@needs_tools
+def test_wrk_counts_complete_streams_and_flags_broken_ones(nginx: Server, tmp_path: Path) -> None:
+    script = native.wrk_script(tmp_path, "mock-text:tokens=2", "k")
+    result = native.run_wrk(nginx, script, concurrency=2, seconds=1, events_per_stream=2)
+    assert result["errors"] == 0
+    assert result["outcomes"] == {"ok": result["requests"]}
+    assert isinstance(result["requests"], int)
+    assert result["requests"] > 10
+    assert result["events"] == 2 * result["requests"]
+    # An upstream whose body lacks the terminal event: every answer counts as an error.
+    nginx.kill()
+    time.sleep(0.2)
+    broken = native.nginx_server(tmp_path / "broken", "nginx", nginx.port, b"data: {}\n\n")
+    broken.start(timeout=20)
+    try:
+        result = native.run_wrk(broken, script, concurrency=2, seconds=1, events_per_stream=2)
+    finally:
+        broken.kill()
+    assert result["errors"] == result["requests"]
+    assert isinstance(result["requests"], int)
+    assert result["requests"] > 10
+    assert result["outcomes"] == {"ok": 0}
+
+
+def test_missing_tools_names_what_is_not_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda tool: None if tool == "nginx" else "/bin/x")
+    assert native.missing_tools() == ["nginx"]
