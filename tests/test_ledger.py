@@ -7,6 +7,7 @@ waits are the moments another connection holds the database lock.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import sqlite3
@@ -27,7 +28,7 @@ import trio
 from trio_gateway._config import Price
 from trio_gateway._errors import ServiceUnavailable
 from trio_gateway._ledger import AttemptRecord, Ledger, LedgerError, read_rows, spent_since
-from trio_gateway._ledger_db import Op, Writer, open_database
+from trio_gateway._ledger_db import Op, Writer, _begin, open_database
 from trio_gateway._protocol._pricing import cost_usd
 from trio_gateway._protocol._usage import Usage
 
@@ -530,6 +531,57 @@ async def test_a_refused_op_is_dropped_alone(tmp_path: Path) -> None:
         await ledger.flush()
         assert ledger.pending == 0
     assert [row["request_id"] for row in read_rows(str(db))] == ["good-1", "good-2"]
+
+
+def _lock_held(path: Path, hold: float, released: list[float]) -> threading.Thread:
+    """A thread holding the write lock of ``path`` for ``hold`` s (``inf``: until the test's
+    end); it appends the moment it committed to ``released``."""
+    taken = threading.Event()
+
+    def run() -> None:
+        with closing(sqlite3.connect(path, isolation_level=None)) as connection:
+            connection.execute("BEGIN IMMEDIATE")
+            taken.set()
+            time.sleep(min(hold, 0.5))
+            if hold <= 0.5:
+                connection.execute("COMMIT")
+                released.append(time.perf_counter())
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert taken.wait(10)
+    return thread
+
+
+def test_the_writer_takes_a_released_lock_within_a_millisecond_or_two(tmp_path: Path) -> None:
+    # Two workers share the file. SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25 ms
+    # between tries, so after a 60 ms hold it would try again only at 78 ms (18 ms late);
+    # _begin polls every millisecond at most.
+    db = tmp_path / "l.db"
+    with closing(open_database(str(db), busy_timeout=1.0)) as connection:
+        connection.execute("PRAGMA busy_timeout = 0")  # as the writer thread runs it
+        late: list[float] = []
+        for _ in range(5):
+            released: list[float] = []
+            holder = _lock_held(db, 0.06, released)
+            _begin(connection, 5.0)
+            acquired = time.perf_counter()
+            connection.execute("COMMIT")
+            holder.join(10)
+            late.append(acquired - released[0])
+        assert sorted(late)[2] < 0.01, late  # the median: one late wake-up may happen
+
+
+def test_the_writer_gives_up_on_a_held_lock_after_its_busy_timeout(tmp_path: Path) -> None:
+    db = tmp_path / "l.db"
+    with closing(open_database(str(db), busy_timeout=1.0)) as connection:
+        connection.execute("PRAGMA busy_timeout = 0")
+        _lock_held(db, math.inf, [])
+        before = time.perf_counter()
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            _begin(connection, 0.05)
+        assert 0.05 <= time.perf_counter() - before < 1.0
+        assert not connection.in_transaction
 
 
 def test_only_write_ahead_batches_are_committed_without_fsync(tmp_path: Path) -> None:
