@@ -245,7 +245,8 @@ class Ledger:
         self._overflow: deque[Op] = deque()
         self._progress = trio.lowlevel.ParkingLot()  # woken after every batch and at close
         self._next_seq = 1
-        self._committed_seq = 0
+        self._committed_seq = 0  # every op up to it is committed (visible)
+        self._durable_seq = 0  # ... and synced where it needs to be (``_ledger_sync``)
         self._pending = 0
         self._records: OrderedDict[_Key, AttemptRecord] = OrderedDict()
         self._open: dict[_Key, AttemptRecord] = {}
@@ -364,7 +365,7 @@ class Ledger:
         if not self._durable:
             await trio.lowlevel.checkpoint()
             return
-        if not await self._wait_committed(op.seq) or op.error is not None:
+        if not await self._wait_committed(op.seq, durable=op.full) or op.error is not None:
             self._open.pop(key, None)
             raise ServiceUnavailable("the usage ledger cannot record new requests")
 
@@ -455,7 +456,7 @@ class Ledger:
         if self._state == "new":
             raise RuntimeError("Ledger.start() was not awaited")
         await trio.lowlevel.checkpoint()
-        if not await self._wait_committed(self._next_seq - 1):
+        if not await self._wait_committed(self._next_seq - 1, durable=True):
             raise LedgerError(f"the ledger stopped with {self._pending} ops not written")
 
     # ------------------------------------------------------------------ reading
@@ -510,11 +511,14 @@ class Ledger:
             if self._state == "running" and self._started:
                 self._close("the writer thread stopped")
         else:
-            self._committed_seq = batch.last_seq
-            self._pending -= batch.ops
-            self._batches += 1
-            self._committed_ops += batch.ops
-            self._retries += batch.retries
+            self._committed_seq = max(self._committed_seq, batch.last_seq)
+            if batch.durable:
+                self._durable_seq = max(self._durable_seq, batch.last_seq)
+            if batch.ops:
+                self._pending -= batch.ops
+                self._batches += 1
+                self._committed_ops += batch.ops
+                self._retries += batch.retries
             while self._overflow and self._offer(self._overflow[0]):
                 self._overflow.popleft()
         self._progress.unpark_all()
@@ -522,8 +526,10 @@ class Ledger:
     def _is_writing(self) -> bool:
         return self._state == "running" and self._writer_alive
 
-    async def _wait_committed(self, seq: int) -> bool:
-        while self._committed_seq < seq:
+    async def _wait_committed(self, seq: int, *, durable: bool) -> bool:
+        """Until op ``seq`` is committed (and ``durable``: synced too); False if the
+        ledger closed or its writer stopped first."""
+        while (self._durable_seq if durable else self._committed_seq) < seq:
             if self._state == "closed" or not self._writer_alive:
                 return False
             await self._progress.park()

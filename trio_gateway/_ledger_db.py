@@ -22,14 +22,17 @@ Invariants:
   workers on one file, those sleeps left a worker's requests waiting on their write-ahead
   rows while the other worker's commit had long finished (``bench/README.md``).
 - Durability: ``journal_mode=WAL``. Commits survive an application crash in any
-  ``synchronous`` mode; FULL also keeps the last commits across a power loss or kernel
-  crash, which NORMAL may roll back. A batch with a settlement, checkpoint or rejection
-  (billing evidence) is committed with FULL; group commit pays the fsync once per batch.
-  A batch of only write-ahead rows is committed with the owner's ``write_ahead_sync``
-  (``Op.full``): with NORMAL it survives a process crash at once, and a power loss from
-  the next FULL commit on (the WAL is one sequential file, so that fsync covers every
-  earlier frame). The write-ahead commit is on every request's path to its first token, and
-  its fsync measured about 375 µs here against 43 µs without (``bench/README.md``).
+  ``synchronous`` mode; an fsync of the WAL also keeps them across a power loss or kernel
+  crash. A batch with a settlement, checkpoint or rejection (billing evidence) is made
+  durable before it is reported so (``Batch.durable``); a batch of only write-ahead rows
+  under ``write_ahead_sync = "normal"`` (``Op.full`` False) is reported at its commit: it
+  survives a process crash at once, and a power loss from the next fsync on (the WAL is
+  one sequential file, so that fsync covers every earlier frame). The write-ahead commit
+  is on every request's path to its first token, and an fsync measured about 375 µs here
+  against 43 µs without (``bench/README.md``). In WAL mode the fsync is not SQLite's
+  ``FULL`` inside ``COMMIT`` but a :class:`~trio_gateway._ledger_sync.WalSyncer` thread's,
+  after the commit: the writer and the write lock go on meanwhile. Without a WAL file
+  (``:memory:``) SQLite syncs in ``COMMIT`` (``PRAGMA synchronous`` per batch).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from pathlib import Path
 from typing import Final, TypeAlias
 
 from ._config import Price
+from ._ledger_sync import WalSyncer
 from ._protocol._pricing import cost_usd
 from ._protocol._usage import Usage
 
@@ -177,11 +181,14 @@ class Op:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """What the thread reports after a batch: every op up to ``last_seq`` is done."""
+    """What the threads report: every op up to ``last_seq`` is committed (``ops`` of them
+    in this batch, after ``retries``), and with ``durable`` also synced where it needs to
+    be (``_ledger_sync``). A durable report of the syncer carries ``ops = 0``."""
 
     last_seq: int
     ops: int
     retries: int
+    durable: bool = True
 
 
 OnBatch: TypeAlias = Callable[[Batch | None], None]
@@ -205,6 +212,7 @@ class Writer:
         self._finished = False
         self._thread: threading.Thread | None = None
         self._full = True  # the connection's synchronous level (open_database: FULL)
+        self._syncer: WalSyncer | None = None
 
     def start(self, *, on_started: Callable[[int | Exception], None], on_batch: OnBatch) -> None:
         """Start the thread: it opens the database, migrates, recovers, then writes.
@@ -228,7 +236,8 @@ class Writer:
             return True
 
     def wait_committed(self, seq: int, timeout: float) -> bool:
-        """Block (a worker thread, never trio's) until op ``seq`` is done or ``timeout``."""
+        """Block (a worker thread, never trio's) until op ``seq`` is committed and durable,
+        or ``timeout``."""
         with self._committed:
             return self._committed.wait_for(
                 lambda: self._committed_seq >= seq or self._finished, timeout
@@ -256,6 +265,7 @@ class Writer:
                 migrate(connection)
                 recovered = recover(connection, owner=self.owner)
                 connection.execute("PRAGMA busy_timeout = 0")  # _begin polls instead
+                self._syncer = self._start_syncer(connection, on_batch)
             except Exception as error:
                 logger.exception("ledger: cannot open %s", self.path)
                 on_started(error)
@@ -265,6 +275,8 @@ class Writer:
         except Exception:
             logger.exception("ledger: the writer thread failed")
         finally:
+            if self._syncer is not None and not self._syncer.stop(self._busy_timeout + 1):
+                logger.error("ledger: the WAL syncer did not stop")
             if connection is not None:
                 connection.close()
             on_batch(None)  # before waking thread waiters, as for every batch
@@ -279,14 +291,47 @@ class Writer:
                 retries = self._commit(connection, batch)
                 if retries is None:
                     return  # abandoned while retrying: the owner logs what is left
-                # Report to trio first, then wake thread waiters: a waiter that resumes trio
-                # code then finds this batch already applied on the trio side.
-                on_batch(Batch(last_seq=batch[-1].seq, ops=len(batch), retries=retries))
-                with self._committed:
-                    self._committed_seq = batch[-1].seq
-                    self._committed.notify_all()
+                self._report(batch, retries, on_batch)
             if stop:
                 return
+
+    def _report(self, batch: list[Op], retries: int, on_batch: OnBatch) -> None:
+        last, needs_sync = batch[-1].seq, any(op.full for op in batch)
+        syncer = self._syncer
+        waits = syncer is not None and syncer.must_wait(needs_sync)
+        # Report to trio first, then wake thread waiters: a waiter that resumes trio code
+        # then finds this batch already applied on the trio side.
+        on_batch(Batch(last_seq=last, ops=len(batch), retries=retries, durable=not waits))
+        if syncer is not None and waits:
+            syncer.submit(last, needs_sync=needs_sync)
+        else:
+            self._durable(last)
+
+    def _durable(self, last_seq: int) -> None:
+        with self._committed:
+            self._committed_seq = last_seq
+            self._committed.notify_all()
+
+    def _start_syncer(self, connection: sqlite3.Connection, on_batch: OnBatch) -> WalSyncer | None:
+        """In WAL mode: commit with NORMAL from now on and fsync in a ``WalSyncer``. Without
+        a WAL file (``:memory:``, another journal mode) SQLite keeps syncing in COMMIT."""
+        (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
+        if mode != "wal" or self.path == ":memory:":
+            return None
+
+        def on_durable(last_seq: int) -> None:
+            on_batch(Batch(last_seq=last_seq, ops=0, retries=0))
+            self._durable(last_seq)
+
+        try:
+            syncer = WalSyncer(self.path + "-wal", on_durable=on_durable, abandon=self._abandon)
+        except OSError as error:
+            logger.warning("ledger: no WAL file to sync (%s); SQLite syncs in COMMIT", error)
+            return None
+        connection.execute("PRAGMA synchronous = NORMAL")
+        self._full = False
+        syncer.start()
+        return syncer
 
     def _next_batch(self) -> tuple[list[Op], bool]:
         first = self.ops.get()
@@ -309,7 +354,7 @@ class Writer:
             for op in batch:
                 op.claimed = True
             params = [op.params for op in batch]
-        full = any(op.full for op in batch)
+        full = any(op.full for op in batch) and self._syncer is None
         if full is not self._full:  # between transactions, so it applies to the next one
             connection.execute(
                 "PRAGMA synchronous = FULL" if full else "PRAGMA synchronous = NORMAL"

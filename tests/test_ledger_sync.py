@@ -1,0 +1,175 @@
+"""The ledger's WAL syncer (``_ledger_sync``): billing evidence is fsynced off the writer
+thread and outside SQLite's write lock, so a request's write-ahead row never waits for the
+fsync of another request's settlement, and ``flush`` still returns only once it is durable.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import AsyncGenerator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Literal
+
+import pytest
+import trio
+
+from tests.test_ledger import PRICE, finish, make_record
+from trio_gateway._ledger import Ledger, read_rows
+from trio_gateway._ledger_sync import WalSyncer
+
+
+@asynccontextmanager
+async def open_ledger(
+    path: Path | str, *, write_ahead_sync: Literal["normal", "full"] = "normal"
+) -> AsyncGenerator[Ledger, None]:
+    ledger = Ledger(str(path), write_ahead_sync=write_ahead_sync)
+    await ledger.start()
+    try:
+        yield ledger
+    finally:
+        await ledger.aclose()
+
+
+def syncer_of(ledger: Ledger) -> WalSyncer:
+    syncer = ledger._writer._syncer
+    assert syncer is not None, "a file ledger in WAL mode syncs in a WalSyncer"
+    return syncer
+
+
+class SlowFsync:
+    """``os.fsync`` that takes ``seconds`` (and can fail the first ``failures`` calls)."""
+
+    def __init__(self, seconds: float = 0.0, failures: int = 0) -> None:
+        self.seconds, self.failures = seconds, failures
+        self.started: list[float] = []
+        self.finished: list[float] = []
+        self.real: Callable[[int], None] = os.fsync
+
+    def __call__(self, fd: int) -> None:
+        self.started.append(time.perf_counter())
+        if self.failures:
+            self.failures -= 1
+            raise OSError(5, "Input/output error")
+        time.sleep(self.seconds)
+        self.real(fd)
+        self.finished.append(time.perf_counter())
+
+
+async def test_settlements_are_fsynced_by_the_syncer_and_write_ahead_rows_are_not(
+    tmp_path: Path,
+) -> None:
+    async with open_ledger(tmp_path / "l.db") as ledger:
+        syncer = syncer_of(ledger)
+        records = [make_record(f"r{n}") for n in range(3)]
+        for record in records:
+            await ledger.write_ahead(record, price=PRICE)
+        await ledger.flush()
+        assert syncer.fsyncs == 0  # write-ahead rows under "normal": committed, not synced
+        for record in records:
+            ledger.settle(finish(record))
+        await ledger.flush()
+        assert 1 <= syncer.fsyncs <= 3
+    assert {row["outcome"] for row in read_rows(str(tmp_path / "l.db"))} == {"completed"}
+
+
+async def test_a_write_ahead_row_does_not_wait_for_a_settlements_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slow = SlowFsync(seconds=0.3)
+    monkeypatch.setattr(os, "fsync", slow)
+    async with open_ledger(tmp_path / "l.db") as ledger:
+        first = make_record("first")
+        await ledger.write_ahead(first, price=PRICE)
+        ledger.settle(finish(first))
+        while not slow.started:  # the settlement's fsync is under way
+            await trio.sleep(0.001)
+        before = time.perf_counter()
+        await ledger.write_ahead(make_record("second"), price=PRICE)
+        waited = time.perf_counter() - before
+        assert not slow.finished
+        assert waited < 0.15, waited
+        await ledger.flush()  # flush returns only once the settlement is durable
+        assert slow.finished
+        assert time.perf_counter() >= slow.finished[0]
+
+
+async def test_under_write_ahead_sync_full_the_write_ahead_row_waits_for_its_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slow = SlowFsync(seconds=0.2)
+    monkeypatch.setattr(os, "fsync", slow)
+    async with open_ledger(tmp_path / "l.db", write_ahead_sync="full") as ledger:
+        await ledger.write_ahead(make_record("r"), price=PRICE)
+        assert len(slow.finished) == 1
+
+
+async def test_a_failing_fsync_is_retried_and_nothing_is_durable_before_it_succeeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    slow = SlowFsync(failures=2)
+    monkeypatch.setattr(os, "fsync", slow)
+    async with open_ledger(tmp_path / "l.db") as ledger:
+        record = make_record("r")
+        await ledger.write_ahead(record, price=PRICE)
+        ledger.settle(finish(record))
+        await ledger.flush()
+        assert len(slow.started) == 3
+        assert len(slow.finished) == 1
+        assert syncer_of(ledger).fsyncs == 1
+    assert "fsync of the WAL failed" in caplog.text
+
+
+async def test_without_a_wal_sqlite_keeps_syncing_in_commit() -> None:
+    async with open_ledger(":memory:") as ledger:
+        assert ledger._writer._syncer is None
+        record = make_record("r")
+        await ledger.write_ahead(record, price=PRICE)
+        ledger.settle(finish(record))
+        await ledger.flush()
+
+
+def test_a_replaced_wal_file_is_reopened_and_a_missing_one_needs_no_sync(
+    tmp_path: Path,
+) -> None:
+    wal = tmp_path / "l.db-wal"
+    wal.write_bytes(b"old")
+    durable: list[int] = []
+    syncer = WalSyncer(str(wal), on_durable=durable.append, abandon=threading.Event())
+    syncer.start()
+    try:
+        replacement = tmp_path / "new"
+        replacement.write_bytes(b"new")
+        os.replace(replacement, wal)
+        syncer.submit(7, needs_sync=True)
+        deadline = time.monotonic() + 5
+        while not durable and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert durable == [7]
+        assert os.fstat(syncer._fd).st_ino == os.stat(wal).st_ino
+        wal.unlink()
+        syncer.submit(8, needs_sync=True)
+        while len(durable) < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert durable == [7, 8]
+        assert syncer.fsyncs == 1
+    finally:
+        assert syncer.stop(5)
+
+
+def test_batches_become_durable_in_commit_order(tmp_path: Path) -> None:
+    wal = tmp_path / "l.db-wal"
+    wal.write_bytes(b"x")
+    durable: list[int] = []
+    syncer = WalSyncer(str(wal), on_durable=durable.append, abandon=threading.Event())
+    assert not syncer.must_wait(False)  # idle, nothing to sync: durable at once
+    assert syncer.must_wait(True)
+    syncer.submit(1, needs_sync=True)
+    assert syncer.must_wait(False)  # an earlier batch still waits: so does this one
+    syncer.submit(2, needs_sync=False)
+    syncer.start()  # both were queued before the thread ran: one fsync, one report
+    assert syncer.stop(5)
+    assert durable == [2]
+    assert syncer.fsyncs == 1
