@@ -365,6 +365,59 @@ async def test_close_delimited_http10_body(nursery: trio.Nursery) -> None:
     assert pool.statistics() == EMPTY
 
 
+async def test_close_delimited_http11_body_is_not_reused(nursery: trio.Nursery) -> None:
+    async def handler(exchange: Exchange) -> bool:
+        await exchange.send(head(200), b"no framing: ", b"ends at close", pause=0.01)
+        return False
+
+    fake = FakeUpstream(nursery, handler)
+    pool = make_pool(fake)
+    assert await get(pool) == b"no framing: ends at close"
+    assert pool.statistics() == EMPTY
+
+
+async def test_trailers_are_read_and_the_connection_reused(nursery: trio.Nursery) -> None:
+    async def handler(exchange: Exchange) -> bool:
+        await exchange.send(
+            head(200, "Transfer-Encoding: chunked"),
+            b"3;ext=1\r\nabc\r\n",
+            b"0\r\nX-Checksum: 1\r\n",
+            b"\r\n",
+            pause=0.01,
+        )
+        return True
+
+    fake = FakeUpstream(nursery, handler)
+    pool = make_pool(fake)
+    assert await get(pool) == b"abc"
+    assert pool.statistics() == IDLE
+    assert await get(pool) == b"abc"
+    assert fake.connections == 1
+
+
+@pytest.mark.parametrize(
+    "after",
+    [b"HTTP/1.1 200 OK\r\n", b"\r\n"],
+    ids=["unsolicited-response", "stray-crlf"],
+)
+async def test_bytes_after_the_body_close_instead_of_pooling(
+    nursery: trio.Nursery, after: bytes
+) -> None:
+    async def handler(exchange: Exchange) -> bool:
+        # One write, so the client reads the bytes after the body with the body: an idle
+        # connection that receives bytes later is caught by the readability check instead.
+        await exchange.send(
+            head(200, "Transfer-Encoding: chunked") + chunk(b"ab") + LAST_CHUNK + after
+        )
+        return True
+
+    fake = FakeUpstream(nursery, handler)
+    pool = make_pool(fake)
+    async with await pool.send("GET", "/", [], b"") as response:
+        assert await response.read_all(max_bytes=10) == b"ab"
+    assert pool.statistics() == EMPTY
+
+
 async def test_redirect_is_returned_not_followed(nursery: trio.Nursery) -> None:
     async def handler(exchange: Exchange) -> bool:
         await exchange.send(fixed(b"", 307, "Location: http://canary.test/steal"))

@@ -23,7 +23,9 @@ from trio_gateway._protocol._sse import (
     SSEDecoder,
     SSEEvent,
     _parse_block,
+    _parse_fields,
     _parse_large_block,
+    _parse_simple_block,
     encode_comment,
     encode_event,
 )
@@ -746,3 +748,57 @@ def test_random_streams_at_any_chunking(model: ModelStream, data: st.DataObject)
         assert decoded.raw == model.body, name
         assert decoded.tail == model.tail, name
         assert decoded.raw + decoded.tail == model.stream.removeprefix(BOM), name
+
+
+SIMPLE_SHAPES: Final = [
+    b"event: ping\ndata: {}\n\n",
+    b"event:ping\ndata:{}\n\n",
+    b"event:  two spaces\ndata:  two spaces\n\n",
+    b"event:\ndata:\n\n",
+    b"event: a:b\ndata: c:d\n\n",
+    b"data: only data\n\n",
+    b"data\n\n",
+    b"event: x\n\n",
+    b"event: x\nevent: y\ndata: z\n\n",
+    b"event: x\ndata: a\ndata: b\n\n",
+    b"data: a\nevent: x\n\n",
+    b"event: x\nid: 7\ndata: a\n\n",
+    b": comment\ndata: a\n\n",
+    b"event : x\ndata : a\n\n",
+    b"event: x\r\ndata: a\r\n\r\n",
+    b"event: x\rdata: a\r\r",
+    b"event: \xff\xfe\ndata: \x00\n\n",
+    b"\n",
+    b"\n\n",
+]
+
+
+@pytest.mark.parametrize("block", SIMPLE_SHAPES)
+def test_the_simple_block_path_parses_as_the_field_loop(block: bytes) -> None:
+    padded = b"data: before\n\n" + block + b"data: after\n\n"
+    start = len(b"data: before\n\n")
+    end = start + len(block)
+    simple = _parse_simple_block(padded, start, end)
+    assert simple is None or simple == _parse_fields(padded, start, end)
+    assert _parse_block(padded, start, end) == _parse_fields(padded, start, end)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(
+        st.sampled_from([b"event", b"data", b"id", b"", b"x"]).flatmap(
+            lambda name: st.tuples(
+                st.just(name),
+                st.sampled_from([b":", b": ", b":  ", b"", b" :"]),
+                st.binary(max_size=6).filter(lambda v: b"\n" not in v),
+            )
+        ),
+        max_size=4,
+    )
+)
+def test_the_simple_block_path_agrees_on_generated_blocks(
+    fields: list[tuple[bytes, bytes, bytes]],
+) -> None:
+    block = b"".join(name + sep + value + b"\n" for name, sep, value in fields) + b"\n"
+    simple = _parse_simple_block(block, 0, len(block))
+    assert simple is None or simple == _parse_fields(block, 0, len(block))

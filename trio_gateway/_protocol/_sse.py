@@ -389,6 +389,14 @@ def _parse_block(raw: bytes, start: int, end: int) -> SSEEvent | None:
     """
     if end - start > _LARGE_BLOCK:
         return _parse_large_block(raw, start, end)
+    simple = _parse_simple_block(raw, start, end)
+    if simple is not None:
+        return simple
+    return _parse_fields(raw, start, end)
+
+
+def _parse_fields(raw: bytes, start: int, end: int) -> SSEEvent | None:
+    """:func:`_parse_block` for any block, field by field (below ``_LARGE_BLOCK``)."""
     block = raw[start:end]
     if b"\r" in block:
         # CRLF first, then lone CRs: exactly the WHATWG line ends, at C speed. The bytes
@@ -422,6 +430,29 @@ def _parse_block(raw: bytes, start: int, end: int) -> SSEEvent | None:
         # buffer to the empty string and return."
         return None
     return SSEEvent(event=event, data=b"\n".join(data), id=event_id, start=start, end=end)
+
+
+def _parse_simple_block(raw: bytes, start: int, end: int) -> SSEEvent | None:
+    """:func:`_parse_block` for the block nearly every upstream sends, else ``None``.
+
+    That block is an optional ``event`` line, then one ``data`` line, with LF line ends
+    and nothing else. It gives the same event as the field loop of :func:`_parse_block`,
+    with a few ``bytes`` searches instead of a split, a partition per line and a join.
+    """
+    if raw.find(b"\r", start, end) >= 0:
+        return None
+    name: str | None = None
+    line = start
+    if raw.startswith(b"event:", line):
+        line_end = raw.find(b"\n", line)
+        value = line + 7 if raw.startswith(b" ", line + 6) else line + 6
+        name = raw[value:line_end].decode("utf-8", "replace")
+        line = line_end + 1
+    if not raw.startswith(b"data:", line) or raw.find(b"\n", line) != end - 2:
+        return None  # another field, more lines, or a comment: the general rules
+    value = line + 6 if raw.startswith(b" ", line + 5) else line + 5
+    # Positional: keyword arguments are a measurable share of this per-event path.
+    return SSEEvent(name, raw[value : end - 2], None, start, end)
 
 
 class _LargeSSEEvent(SSEEvent):

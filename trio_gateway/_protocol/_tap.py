@@ -187,6 +187,7 @@ class StreamTap:
             return raw
         parts: list[Frame] | None = None
         position = 0
+        handler = self._handler
         for event in events:
             start = event.start
             end = event.end
@@ -195,7 +196,9 @@ class StreamTap:
                 frame = raw[start:end]
             else:
                 frame = memoryview(raw)[start:end]
-            out = self.inspect(event, frame)
+            # What inspect() does, inlined: a call level per event is measurable here.
+            self.events += 1
+            out = handler(event, frame)
             if out is frame:
                 continue
             if parts is None:
