@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -108,15 +107,22 @@ class _Failure:
 class _Mailbox:
     """The reader's queue to the writer: unbounded (the reader never waits; the byte budget
     bounds it) with one receiving task. A memory channel pair did the same for ~2.4 KB per
-    open stream and more work per message; this is a deque and the waiting task.
+    open stream and more work per message; this is a list, a read index and the waiting task.
+
+    A list rather than a deque: an empty deque keeps a 64-slot block (760 B, its block
+    allocated outside pymalloc) for the whole stream, an empty list is 56 B. The list is
+    emptied (its storage freed) whenever the writer has taken everything, so taking from the
+    front costs O(1) without ``pop(0)``.
 
     Cancellation: :meth:`get` is cancel-safe (a cancelled wait takes nothing).
     """
 
-    __slots__ = ("_items", "_waiter")
+    __slots__ = ("_head", "_items", "_waiter")
 
     def __init__(self) -> None:
-        self._items: deque[WriterMessage] = deque()
+        self._items: list[WriterMessage | None] = []
+        #: Index of the next message in ``_items``; the ones before it are taken (None).
+        self._head = 0
         self._waiter: trio.lowlevel.Task | None = None
 
     def put(self, message: WriterMessage) -> None:
@@ -129,16 +135,30 @@ class _Mailbox:
 
     def get_nowait(self) -> WriterMessage | None:
         """The next message, or None if none is queued."""
-        return self._items.popleft() if self._items else None
+        items = self._items
+        head = self._head
+        if head == len(items):
+            return None
+        message = items[head]
+        head += 1
+        if head == len(items):
+            items.clear()
+            self._head = 0
+        else:
+            items[head - 1] = None  # taken: the list no longer holds it
+            self._head = head
+        return message
 
     async def get(self) -> WriterMessage:
         """The next message, waiting for one (a checkpoint either way)."""
-        if self._items:
+        if self._head < len(self._items):
             await trio.lowlevel.checkpoint()
         else:
             self._waiter = trio.lowlevel.current_task()
             await trio.lowlevel.wait_task_rescheduled(self._abort)
-        return self._items.popleft()
+        message = self.get_nowait()
+        assert message is not None  # one receiving task: what woke it is still queued
+        return message
 
     def _abort(self, _: object) -> trio.lowlevel.Abort:
         self._waiter = None
