@@ -40,10 +40,11 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+import outcome
 import trio
 
 from ._asgi import Receive
@@ -115,7 +116,8 @@ class _Mailbox:
     emptied (its storage freed) whenever the writer has taken everything, so taking from the
     front costs O(1) without ``pop(0)``.
 
-    Cancellation: :meth:`get` is cancel-safe (a cancelled wait takes nothing).
+    Cancellation: :meth:`get` is cancel-safe (a cancelled wait takes nothing; once
+    :meth:`put` has handed a message to the waiting task, trio no longer cancels that wait).
     """
 
     __slots__ = ("_head", "_items", "_waiter")
@@ -127,12 +129,13 @@ class _Mailbox:
         self._waiter: trio.lowlevel.Task | None = None
 
     def put(self, message: WriterMessage) -> None:
-        """Queue ``message`` and wake the writer if it waits. Never blocks."""
-        self._items.append(message)
+        """Hand ``message`` to the writer if it waits, else queue it. Never blocks."""
         waiter = self._waiter
-        if waiter is not None:
+        if waiter is None:
+            self._items.append(message)
+        else:  # it waits only on an empty queue, so nothing comes before this message
             self._waiter = None
-            trio.lowlevel.reschedule(waiter)
+            trio.lowlevel.reschedule(waiter, outcome.Value(message))
 
     def get_nowait(self) -> WriterMessage | None:
         """The next message, or None if none is queued."""
@@ -150,15 +153,24 @@ class _Mailbox:
             self._head = head
         return message
 
-    async def get(self) -> WriterMessage:
-        """The next message, waiting for one (a checkpoint either way)."""
+    def get(self) -> Awaitable[WriterMessage]:
+        """The next message, waiting for one (a checkpoint either way): ``await box.get()``.
+
+        Not a coroutine function: an idle writer waits in trio's own
+        ``wait_task_rescheduled``, and :meth:`put` hands it the message, so no frame of
+        ours stays suspended for the whole stream (~0.2 KB). Call it only to await it at
+        once (it registers the waiting task when called).
+        """
         if self._head < len(self._items):
-            await trio.lowlevel.checkpoint()
-        else:
-            self._waiter = trio.lowlevel.current_task()
-            await trio.lowlevel.wait_task_rescheduled(self._abort)
+            return self._get_queued()
+        self._waiter = trio.lowlevel.current_task()
+        # Returned, not awaited: the caller awaits it at once (see above).
+        return trio.lowlevel.wait_task_rescheduled(self._abort)  # ruff: ignore[trio-sync-call]
+
+    async def _get_queued(self) -> WriterMessage:
+        await trio.lowlevel.checkpoint()  # a cancellation here takes nothing
         message = self.get_nowait()
-        assert message is not None  # one receiving task: what woke it is still queued
+        assert message is not None  # one receiving task: what was queued is still there
         return message
 
     def _abort(self, _: object) -> trio.lowlevel.Abort:
