@@ -74,13 +74,19 @@ class Plan:
     rendered: dict[Protocol, dict[str, object]] = field(default_factory=dict)
 
     def release_request(self) -> None:
-        """Drop the caller's request body (raw, parsed and translated forms) once an upstream
-        has accepted it: failover, the only reader of it afterwards, is over. A stream lives
-        for minutes and the body of a long conversation is often hundreds of KB."""
+        """Drop the caller's request body (raw, parsed and translated forms) and headers once
+        an upstream has accepted it: failover, the only reader of them afterwards, is over. A
+        stream lives for minutes and the body of a long conversation is often hundreds of KB.
+
+        The headers dict is emptied in place (its table freed, ~0.3 KB): the gateway's frames
+        that built it stay suspended for the whole stream and still refer to it; none reads
+        it after admission.
+        """
         self.body = {}
         self.raw = b""
         self.conversation = None
         self.rendered.clear()
+        self.caller_headers.clear()
 
     def translated(self, upstream: Upstream) -> bool:
         """Whether requests to ``upstream`` are translated (it speaks another protocol)."""
