@@ -261,7 +261,7 @@ class Relay:
                 to_writer.put(_OPENED)
             if cut_scope.cancelled_caught and ex.cut_error is not None:
                 raise ex.cut_error
-            await self._feed(ex, attempt, to_writer)
+            await self._feed(ex, attempt, to_writer, replacing=cut_scope)
             attempt.ended = True
             tap = attempt.tap
             if tap.finished:
@@ -331,7 +331,14 @@ class Relay:
             to_writer.put(out)
         return tap.finished or not chunk
 
-    async def _feed(self, ex: Exchange, attempt: Attempt, to_writer: _Mailbox | None) -> None:
+    async def _feed(
+        self,
+        ex: Exchange,
+        attempt: Attempt,
+        to_writer: _Mailbox | None,
+        *,
+        replacing: trio.CancelScope | None = None,
+    ) -> None:
         """Read the upstream body until the terminal event or EOF: forwarded to ``to_writer``
         (:meth:`_forward`), or, without one, only inspected by the tap (:func:`_inspect`).
 
@@ -343,8 +350,10 @@ class Relay:
         only re-armed when its deadline passes, so a chunk costs no scope and no deadline
         change (a scope per read was a measured share of the per-event CPU). Given
         ``to_writer`` (the stream reader), the scope is also the reader's cuttable scope
-        (``Exchange.cuttable``), re-armed in place: one entered scope per open stream instead
-        of two (~0.7 KB). Cancel-safe: ``receive_some`` consumes nothing when cancelled.
+        (``Exchange.cuttable``), re-armed in place (the first one takes the place of
+        ``replacing``, the reader's exited scope of the open): one entered scope per open
+        stream instead of two (~0.7 KB). Cancel-safe: ``receive_some`` consumes nothing when
+        cancelled.
 
         Raises:
             UpstreamTimeout: the upstream was silent for ``data_interval_timeout``.
@@ -359,7 +368,7 @@ class Relay:
             keepalive = self._streaming.keepalive_interval
         last_data = trio.current_time()
         ping_asked = -math.inf
-        timers: trio.CancelScope | None = None
+        timers = replacing
         while True:
             dirty = attempt.usage != attempt.record.usage  # the row lacks usage seen since
             checkpoint_at = attempt.checkpointed_at + _CHECKPOINT_INTERVAL if dirty else math.inf
