@@ -56,6 +56,33 @@ async def test_a_cut_stream_ends_with_the_callers_error_and_is_settled_interrupt
     assert_nothing_leaked(gateway)
 
 
+async def test_a_cut_reaches_a_reader_that_re_armed_its_timers(
+    make_gateway: GatewayFactory, mock: MockUpstream, autojump_clock: trio.testing.MockClock
+) -> None:
+    # The reader's timer scope is its cuttable scope while it streams, re-armed in place at
+    # every keepalive ping and usage checkpoint: the cut must reach the current one, and the
+    # exchange must not collect a scope per re-arm.
+    gateway, client = await make_gateway(keepalive_interval=2)
+    body = request_body("anthropic", "mock-text:tokens=100,interval=7")
+    async with client.stream(
+        "POST", PATHS["anthropic"], json=body, headers=auth("anthropic")
+    ) as resp:
+        await read_until_deltas(resp, "anthropic", 2)
+        (exchange,) = gateway._exchanges
+        assert exchange.pings >= 3  # the timers were re-armed several times
+        assert len(exchange._cut_scopes) == 1  # the current timers, in place of the open's
+        cut_at = trio.current_time()
+        assert gateway.cut_in_flight() == 1
+        await resp.read()
+        assert trio.current_time() - cut_at < 1  # at once, not at the next timer (2 s)
+    error = in_band_error("anthropic", resp.body)
+    assert "shutting down" in str(error["message"])
+    assert only_record(gateway).outcome == "interrupted"
+    with trio.fail_after(1):
+        await gateway.wait_idle()
+    assert_nothing_leaked(gateway)
+
+
 async def test_a_cut_unary_request_gets_a_503(
     make_gateway: GatewayFactory, mock: MockUpstream, autojump_clock: trio.testing.MockClock
 ) -> None:

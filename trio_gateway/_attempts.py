@@ -8,6 +8,7 @@ over from).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -73,13 +74,19 @@ class Plan:
     rendered: dict[Protocol, dict[str, object]] = field(default_factory=dict)
 
     def release_request(self) -> None:
-        """Drop the caller's request body (raw, parsed and translated forms) once an upstream
-        has accepted it: failover, the only reader of it afterwards, is over. A stream lives
-        for minutes and the body of a long conversation is often hundreds of KB."""
+        """Drop the caller's request body (raw, parsed and translated forms) and headers once
+        an upstream has accepted it: failover, the only reader of them afterwards, is over. A
+        stream lives for minutes and the body of a long conversation is often hundreds of KB.
+
+        The headers dict is emptied in place (its table freed, ~0.3 KB): the gateway's frames
+        that built it stay suspended for the whole stream and still refer to it; none reads
+        it after admission.
+        """
         self.body = {}
         self.raw = b""
         self.conversation = None
         self.rendered.clear()
+        self.caller_headers.clear()
 
     def translated(self, upstream: Upstream) -> bool:
         """Whether requests to ``upstream`` are translated (it speaks another protocol)."""
@@ -175,20 +182,34 @@ class Exchange:
         for scope in self._cut_scopes:
             scope.cancel()
 
-    def cuttable(self) -> trio.CancelScope:
+    def cuttable(
+        self, deadline: float = math.inf, *, replacing: trio.CancelScope | None = None
+    ) -> trio.CancelScope:
         """A cancel scope, to enter at once, that :meth:`cut` cancels (also when entered
         after the cut). Tasks check ``scope.cancelled_caught`` afterwards and report
         :attr:`cut_error`.
 
+        Args:
+            deadline: the scope's deadline, so one scope can be both a timer and cuttable
+                (the stream reader's timers, ``Relay._feed``).
+            replacing: an exited scope of this exchange that the new one takes the place of
+                in the list :meth:`cut` cancels: a task that re-arms a timer scope all stream
+                long keeps one entry, not one per re-arm.
+
         A plain scope rather than a context manager that unregisters it on exit: the reader
         holds one for the whole stream, and the generator-based wrapper cost ~0.4 KB per open
-        stream. Exited scopes stay listed (a request makes two or three; cancelling an exited
-        scope does nothing).
+        stream. Other exited scopes stay listed (a request makes two or three; cancelling an
+        exited scope does nothing).
         """
-        scope = trio.CancelScope()
+        scope = trio.CancelScope(deadline=deadline)
         if self.cut_error is not None:
             scope.cancel()
-        self._cut_scopes.append(scope)
+        scopes = self._cut_scopes
+        for index, listed in enumerate(scopes):
+            if listed is replacing:
+                scopes[index] = scope
+                return scope
+        scopes.append(scope)
         return scope
 
 

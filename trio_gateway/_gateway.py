@@ -204,7 +204,12 @@ class Gateway:
                 raise HeadersTooLarge(
                     f"request headers exceed {self.config.server.max_header_bytes} bytes"
                 )
-            await self._route(scope, receive, reply, headers, path=path, method=method)
+            if method == "POST" and path in _API_ROUTES:
+                # Straight to the API: every frame on the way stays suspended for the whole
+                # stream (~0.3 KB each), so the router is not one of them.
+                await self._serve_api(scope, receive, reply, headers)
+            else:
+                await self._route(scope, receive, reply, headers, path=path, method=method)
         except GatewayError as error:
             await reply.fail(error)
         except ClientLeftDuringUpload:
@@ -312,13 +317,32 @@ class Gateway:
             raise ServiceUnavailable("the gateway is shutting down; retry on another instance")
         self._api_in_flight += 1
         try:
-            await self._serve_admitted(scope, receive, reply, headers)
+            # Admission runs in a frame of its own that returns before the relay starts: only
+            # this one stays suspended for the whole stream.
+            exchange = await self._admit_request(scope, receive, reply, headers)
+            self._exchanges.add(exchange)
+            try:
+                if exchange.plan.info.stream:
+                    await self.relay.serve_stream(exchange, receive)
+                else:
+                    await self.relay.serve_unary(exchange, receive)
+            finally:
+                self._exchanges.discard(exchange)
+                self._key_in_flight[exchange.plan.key.name] -= 1
+                if exchange.reservation is not None:
+                    self.budgets.release(exchange.reservation)
         finally:
             self._api_done()
 
-    async def _serve_admitted(
+    async def _admit_request(
         self, scope: Scope, receive: Receive, reply: MeteredReply, headers: dict[bytes, bytes]
-    ) -> None:
+    ) -> Exchange:
+        """Authenticate, read and parse the request, and admit it: the exchange to serve, its
+        key's concurrency slot taken and its budget reserved (``_serve_api`` gives both back).
+
+        Raises:
+            GatewayError: the request is refused (a refusal by a limit leaves a ledger row).
+        """
         started = trio.current_time()
         key = self._authenticate(headers)
         reply.key = key.name
@@ -353,7 +377,7 @@ class Gateway:
             caller_headers=headers,
         )
         # The plan owns the request body from here and drops it once an upstream accepted it
-        # (Plan.release_request): this frame stays suspended for the whole stream.
+        # (Plan.release_request).
         del body, raw
         if plan.translated(candidates[0]):
             # The first upstream speaks another protocol: whatever it cannot carry is the
@@ -367,17 +391,7 @@ class Gateway:
         except (Forbidden, RateLimited) as refusal:
             self._record_rejection(exchange, refusal)
             raise
-        self._exchanges.add(exchange)
-        try:
-            if info.stream:
-                await self.relay.serve_stream(exchange, receive)
-            else:
-                await self.relay.serve_unary(exchange, receive)
-        finally:
-            self._exchanges.discard(exchange)
-            self._key_in_flight[key.name] -= 1
-            if exchange.reservation is not None:
-                self.budgets.release(exchange.reservation)
+        return exchange
 
     def _route_upstreams(self, protocol: Protocol, model: ModelConfig) -> list[Upstream]:
         """The model's upstreams in the order to try them, per its ``routing``."""

@@ -3,7 +3,7 @@ stream the client protocol's checker accepts.
 
 Upstream streams come from the reader property grammar (valid, slightly invalid and pure
 noise, ``test_read_property``), encoded as SSE and cut into random chunks; they go through
-:class:`Translator` exactly as ``Relay._pump`` feeds it (``forward`` per decoder output,
+:class:`Translator` exactly as ``Relay._forward`` feeds it (``forward`` per decoder output,
 ``end_of_stream`` at EOF, ``error_frame`` when the upstream ended without its terminal event).
 The client frames are judged by the checkers of ``_check.py``, independently of the writers'
 own runtime checks.
