@@ -291,8 +291,9 @@ def _idle(index: _Index, gateway: str) -> float:
 
 
 def _idle_per_stream(sample: Sample) -> float:
-    """RSS bytes per open stream; NaN unless (nearly) all the streams got their response
-    head (none of them ends within the run, so a stream with a head is an open stream)."""
+    """RSS bytes per open stream (the client connections the server held at the samples
+    with at least 95 % of them open; NaN if none had); NaN unless (nearly) all the streams
+    got their response head."""
     if sample.idle.get("heads", 0) < 0.95 * sample.idle.get("streams", math.inf):
         return math.nan
     return sample.idle.get("per_stream", math.nan)
