@@ -5,7 +5,7 @@ may take the cores it would scale into. The bench's own client (``load.py``) and
 (the mock, the bare stack) are Python on the same 2 cores: they cost about as much per
 stream as the gateway itself, so with one worker the machine is already 1.5 cores busy and
 the second worker gets what is left. Here the client is ``wrk`` (C, one thread) and the
-upstream is ``nginx`` (C, one worker) answering every request with the mock's exact bytes
+upstream is ``nginx`` (C, one process) answering every request with the mock's exact bytes
 for the row, captured from the mock once (a ``Content-Length`` body instead of the mock's
 chunks, so the upstream's cost is close to nothing). Each costs well under 0.1 ms per
 stream, measured and reported with the rows.
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import re
 import resource
 import shutil
@@ -94,17 +95,19 @@ def _request(model: str) -> dict[str, object]:
 
 
 def nginx_server(directory: Path, name: str, port: int, body: bytes) -> Server:
-    """An nginx (one worker, no logs) that answers every request with ``body`` as SSE."""
+    """An nginx (one process, no logs) that answers every request with ``body`` as SSE.
+
+    The body is a file (a ``return`` string is limited to 4 KiB of config token); the static
+    module answers a POST with 405, which ``error_page 405 =200`` turns into the file."""
     directory.mkdir(parents=True, exist_ok=True)
-    text = body.decode()
-    quoted = text.replace("\\", "\\\\").replace("'", "\\'")
+    (directory / "body.sse").write_bytes(body)
     temp = "\n".join(
         f"  {kind}_temp_path {directory / kind};"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
     conf = directory / "nginx.conf"
     conf.write_text(
-        "worker_processes 1;\n"
+        "master_process off;\n"  # one process, this user's: it can read the directory
         "daemon off;\n"
         f"pid {directory / 'nginx.pid'};\n"
         f"error_log {directory / 'error.log'} warn;\n"
@@ -117,8 +120,10 @@ def nginx_server(directory: Path, name: str, port: int, body: bytes) -> Server:
         "  server {\n"
         f"    listen 127.0.0.1:{port};\n"
         "    location / {\n"
+        f"      root {directory};\n"
         "      default_type 'text/event-stream; charset=utf-8';\n"
-        f"      return 200 '{quoted}';\n"
+        "      try_files /body.sse =404;\n"
+        "      error_page 405 =200 /body.sse;\n"
         "    }\n"
         "  }\n"
         "}\n"
@@ -144,7 +149,7 @@ def run_wrk(
         "wrk",
         "-t1",
         f"-c{concurrency}",
-        f"-d{max(1, round(seconds))}s",
+        f"-d{max(1, math.ceil(seconds))}s",
         "--timeout",
         "10s",
         "-s",

@@ -35,10 +35,11 @@ Transfer/sec:      1.40MB
 BAD 5
 """
 
-# A stream with the characters nginx's quoting must carry: quotes, backslashes, braces.
+# Quotes, backslashes and braces, and longer than nginx's 4 KiB limit on a config token
+# (a 500-token stream is about 90 KB).
 BODY: Final = (
-    b'event: content_block_delta\ndata: {"delta":{"text":"it\'s \\"q\\" \\\\ {x}"}}\n\n'
-    b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+    b'event: content_block_delta\ndata: {"delta":{"text":"it\'s \\"q\\" \\\\ {x}"}}\n\n' * 200
+    + b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 )
 
 needs_tools = pytest.mark.skipif(bool(native.missing_tools()), reason="wrk and nginx not installed")
@@ -58,8 +59,8 @@ def test_wrk_output_is_read_into_the_load_shape() -> None:
 @pytest.fixture
 def nginx(tmp_path: Path) -> Iterator[Server]:
     server = native.nginx_server(tmp_path / "nginx", "nginx", free_port(), BODY)
-    server.start(timeout=20)
     try:
+        server.start(timeout=20)
         yield server
     finally:
         server.kill()
@@ -85,8 +86,8 @@ def test_wrk_counts_complete_streams_and_flags_broken_ones(nginx: Server, tmp_pa
     nginx.kill()
     time.sleep(0.2)
     broken = native.nginx_server(tmp_path / "broken", "nginx", nginx.port, b"data: {}\n\n")
-    broken.start(timeout=20)
     try:
+        broken.start(timeout=20)
         result = native.run_wrk(broken, script, concurrency=2, seconds=1, events_per_stream=2)
     finally:
         broken.kill()
