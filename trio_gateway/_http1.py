@@ -213,13 +213,18 @@ class PoolStatistics:
 
 
 class _Connection:
-    """One socket plus its h11 state machine; owned by the pool or by one request."""
+    """One socket plus its h11 state machine; owned by the pool or by one request.
+
+    ``h11`` is ``None`` while a response body is read (the body reader needs no h11, and an
+    open stream should not keep h11's state: about 1 KB per stream); a reused connection
+    gets a fresh one.
+    """
 
     __slots__ = ("h11", "idle_since", "stream")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
-        self.h11 = _new_h11()
+        self.h11: h11.Connection | None = _new_h11()
         self.idle_since = 0.0
 
     async def request(self, request: h11.Request, body: bytes) -> h11.Response:
@@ -232,6 +237,8 @@ class _Connection:
             UpstreamProtocolError: the head is malformed.
         """
         conn = self.h11
+        if conn is None:  # not reached: a released reusable connection gets a fresh one
+            conn = self.h11 = _new_h11()
         pieces: list[bytes] = []
         outgoing = (request, h11.Data(data=body)) if body else (request,)
         for message in (*outgoing, h11.EndOfMessage()):
@@ -515,7 +522,8 @@ class UpstreamResponse:
         self._finished = False
         self._closed = False
         self._failure: UpstreamError | None = None
-        state = conn.h11
+        state, conn.h11 = conn.h11, None  # the head is parsed: h11 is done with (class doc)
+        assert state is not None
         # Our side is DONE (the request was sent whole) unless the request or this head
         # turned keep-alive off (``Connection: close``, HTTP/1.0): h11 then says MUST_CLOSE.
         self._keep_alive = state.our_state is h11.DONE
