@@ -33,6 +33,12 @@ async def open_ledger(
         await ledger.aclose()
 
 
+async def write_ahead_and_settle(ledger: Ledger, request_id: str) -> None:
+    record = make_record(request_id)
+    await ledger.write_ahead(record, price=PRICE)
+    ledger.settle(finish(record))
+
+
 def syncer_of(ledger: Ledger) -> WalSyncer:
     syncer = ledger._writer._syncer
     assert syncer is not None, "a file ledger in WAL mode syncs in a WalSyncer"
@@ -81,9 +87,7 @@ async def test_a_write_ahead_row_does_not_wait_for_a_settlements_fsync(
     slow = SlowFsync(seconds=0.3)
     monkeypatch.setattr(os, "fsync", slow)
     async with open_ledger(tmp_path / "l.db") as ledger:
-        first = make_record("first")
-        await ledger.write_ahead(first, price=PRICE)
-        ledger.settle(finish(first))
+        await write_ahead_and_settle(ledger, "first")
         while not slow.started:  # the settlement's fsync is under way
             await trio.sleep(0.001)
         before = time.perf_counter()
@@ -112,9 +116,7 @@ async def test_a_failing_fsync_is_retried_and_nothing_is_durable_before_it_succe
     slow = SlowFsync(failures=2)
     monkeypatch.setattr(os, "fsync", slow)
     async with open_ledger(tmp_path / "l.db") as ledger:
-        record = make_record("r")
-        await ledger.write_ahead(record, price=PRICE)
-        ledger.settle(finish(record))
+        await write_ahead_and_settle(ledger, "r")
         await ledger.flush()
         assert len(slow.started) == 3
         assert len(slow.finished) == 1
@@ -125,9 +127,7 @@ async def test_a_failing_fsync_is_retried_and_nothing_is_durable_before_it_succe
 async def test_without_a_wal_sqlite_keeps_syncing_in_commit() -> None:
     async with open_ledger(":memory:") as ledger:
         assert ledger._writer._syncer is None
-        record = make_record("r")
-        await ledger.write_ahead(record, price=PRICE)
-        ledger.settle(finish(record))
+        await write_ahead_and_settle(ledger, "r")
         await ledger.flush()
 
 
