@@ -208,7 +208,7 @@ class Writer:
         self._claim_lock = threading.Lock()
         self._abandon = threading.Event()
         self._committed = threading.Condition()
-        self._committed_seq = 0
+        self._durable_seq = 0  # every op up to it is committed and durable
         self._finished = False
         self._thread: threading.Thread | None = None
         self._full = True  # the connection's synchronous level (open_database: FULL)
@@ -240,7 +240,7 @@ class Writer:
         or ``timeout``."""
         with self._committed:
             return self._committed.wait_for(
-                lambda: self._committed_seq >= seq or self._finished, timeout
+                lambda: self._durable_seq >= seq or self._finished, timeout
             )
 
     def stop(self, timeout: float, *, abandon: bool) -> bool:
@@ -309,7 +309,7 @@ class Writer:
 
     def _durable(self, last_seq: int) -> None:
         with self._committed:
-            self._committed_seq = last_seq
+            self._durable_seq = last_seq
             self._committed.notify_all()
 
     def _start_syncer(self, connection: sqlite3.Connection, on_batch: OnBatch) -> WalSyncer | None:
