@@ -17,7 +17,7 @@ import pytest
 import trio
 
 from tests.test_ledger import PRICE, finish, make_record
-from trio_gateway._ledger import Ledger, read_rows
+from trio_gateway._ledger import _REPORTS_HELD, AttemptRecord, Ledger, read_rows
 from trio_gateway._ledger_sync import WalSyncer
 
 
@@ -173,3 +173,76 @@ def test_batches_become_durable_in_commit_order(tmp_path: Path) -> None:
     assert syncer.stop(5)
     assert durable == [2]
     assert syncer.fsyncs == 1
+
+
+# ------------------------------------------------- reports from the threads to trio
+
+
+class ThreadWakeups(trio.abc.Instrument):
+    """Counts the steps of trio's ``run_sync_soon`` task: each is a wake-up of the trio
+    thread by another thread (here the ledger's writer and syncer)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if "run_sync_soon" in task.name:
+            self.count += 1
+
+
+async def until(condition: Callable[[], bool], *, seconds: float = 10.0) -> None:
+    """Poll ``condition`` on the trio thread (a timer, never another thread's wake-up)."""
+    with trio.fail_after(seconds):
+        while not condition():
+            await trio.sleep(0.001)
+
+
+async def settle_one_batch_at_a_time(ledger: Ledger, records: list[AttemptRecord]) -> None:
+    """Settle each record in a batch of its own, committed and fsynced before the next.
+    (Watched on the thread side: reading ``pending`` would apply the reports.)"""
+    writer = ledger._writer
+    for record in records:
+        ledger.settle(finish(record))
+
+        def durable(seq: int = ledger._next_seq - 1) -> bool:
+            return writer._durable_seq >= seq
+
+        await until(durable)
+
+
+async def test_settlements_nobody_waits_for_do_not_wake_the_trio_thread(tmp_path: Path) -> None:
+    # At concurrency 1 every settlement is a batch of its own: reporting its commit and its
+    # fsync to trio at once woke the trio thread twice per request for nothing.
+    async with open_ledger(tmp_path / "l.db") as ledger:
+        records = [make_record(f"r{n}") for n in range(20)]
+        for record in records:
+            await ledger.write_ahead(record, price=PRICE)
+        wakeups = ThreadWakeups()
+        trio.lowlevel.add_instrument(wakeups)
+        try:
+            await settle_one_batch_at_a_time(ledger, records)  # 40 reports, nobody waiting
+        finally:
+            trio.lowlevel.remove_instrument(wakeups)
+        assert wakeups.count == 0
+        assert ledger.statistics().committed_ops == 40  # read without a wake-up
+        # A task that waits is still woken: the write-ahead commit and flush's fsync.
+        await write_ahead_and_settle(ledger, "last")
+        with trio.fail_after(10):
+            await ledger.flush()
+    assert {row["outcome"] for row in read_rows(str(tmp_path / "l.db"))} == {"completed"}
+
+
+async def test_reports_nobody_waits_for_are_held_in_a_bounded_queue(tmp_path: Path) -> None:
+    async with open_ledger(tmp_path / "l.db") as ledger:
+        records = [make_record(f"r{n}") for n in range(100)]
+        for record in records:
+            await ledger.write_ahead(record, price=PRICE)
+        wakeups = ThreadWakeups()
+        trio.lowlevel.add_instrument(wakeups)
+        try:
+            for record in records:
+                await settle_one_batch_at_a_time(ledger, [record])
+                assert len(ledger._reports) <= _REPORTS_HELD
+        finally:
+            trio.lowlevel.remove_instrument(wakeups)
+        assert 200 // _REPORTS_HELD <= wakeups.count <= 200 // _REPORTS_HELD + 1

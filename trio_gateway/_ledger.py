@@ -16,6 +16,11 @@ settlement, never a stream:
   rejections beyond a second queue's worth are dropped and counted.
 - At :meth:`Ledger.start`, rows left ``in_flight`` by a dead process become
   ``interrupted``, priced from their last checkpoint (``_ledger_db.recover``).
+- The threads' reports (a batch committed, a batch synced) are queued for the trio side,
+  which applies them when it next looks (a waiting task, ``pending``, ``statistics``).
+  They wake the trio thread only for a task that waits, an overflow that needs room, or
+  after ``_REPORTS_HELD`` of them: at concurrency 1, waking it for every report cost two
+  wake-ups per request (a settlement's commit and its fsync) that nothing waited for.
 
 Invariants: ops commit in the order they are queued; a (request id, attempt) is settled at
 most once, by this process's memory and by SQL (``WHERE outcome = 'in_flight'``); memory
@@ -90,6 +95,9 @@ _QUEUE_SIZE: Final = 100_000
 _BUSY_TIMEOUT: Final = 5.0
 #: How long ``aclose`` waits for the queue to drain before giving up (seconds).
 _CLOSE_FLUSH: Final = 10.0
+#: Reports the threads queue before they wake trio although no task waits (bounds that
+#: queue when nothing waits for long, e.g. a stream of rejections).
+_REPORTS_HELD: Final = 64
 #: Settled keys remembered to refuse a second settle without SQL (beyond: SQL's guard).
 _SETTLED_MEMORY: Final = 16_384
 #: Outcomes logged as warnings (upstream faults, RELIABILITY: operators alert on these).
@@ -243,7 +251,13 @@ class Ledger:
         self._state: _State = "new"
         self._started = self._writer_alive = False
         self._overflow: deque[Op] = deque()
-        self._progress = trio.lowlevel.ParkingLot()  # woken after every batch and at close
+        self._progress = trio.lowlevel.ParkingLot()  # woken by the threads' reports and at close
+        #: The threads' reports (``Batch``; ``None``: the writer stopped), appended there and
+        #: applied here (``_apply_reports``). The threads wake trio for them only when a task
+        #: waits on one (``_waiting``), the overflow needs room, or many have accumulated.
+        self._reports: deque[Batch | None] = deque()
+        self._waiting = 0
+        self._token: trio.lowlevel.TrioToken | None = None
         self._next_seq = 1
         self._committed_seq = 0  # every op up to it is committed (visible)
         self._durable_seq = 0  # ... and synced where it needs to be (``_ledger_sync``)
@@ -271,7 +285,7 @@ class Ledger:
         """
         if self._state != "new":
             raise RuntimeError("Ledger.start() may be called once")
-        token = trio.lowlevel.current_trio_token()
+        token = self._token = trio.lowlevel.current_trio_token()
         started = trio.Event()
         result: list[int | Exception] = []
 
@@ -281,7 +295,7 @@ class Ledger:
 
         self._writer.start(
             on_started=partial(_call_soon, token, started_on_trio),
-            on_batch=partial(_call_soon, token, self._on_batch),
+            on_batch=self._from_threads,
         )
         self._state, self._writer_alive = "running", True
         await started.wait()
@@ -315,13 +329,13 @@ class Ledger:
         self._close(None if ended else "the writer thread did not stop")
 
     async def _drain(self, *, deadline: float) -> bool:
-        while self._pending and self._writer_alive:
+        while self.pending and self._writer_alive:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
             wait = partial(self._writer.wait_committed, self._next_seq - 1, remaining)
             await trio.to_thread.run_sync(wait)
-        return self._pending == 0
+        return self.pending == 0
 
     def _close(self, problem: str | None = None) -> None:
         self._state = "closed"
@@ -349,8 +363,8 @@ class Ledger:
         """
         if self._state == "new":
             raise RuntimeError("Ledger.start() was not awaited")
-        while self._is_writing() and (self._overflow or self._writer.ops.full()):
-            await self._progress.park()
+        if self._overflow or self._writer.ops.full():
+            await self._wait_for_room()
         if not self._is_writing():
             raise ServiceUnavailable("the usage ledger is closed")
         params = _row_params(record) | {
@@ -474,10 +488,12 @@ class Ledger:
     @property
     def pending(self) -> int:
         """Ops queued (or in the overflow) and not yet committed."""
+        self._apply_reports()
         return self._pending
 
     def statistics(self) -> LedgerStatistics:
         """Counters of the queue and the writer (see :class:`LedgerStatistics`)."""
+        self._apply_reports()
         return LedgerStatistics(
             pending=self._pending,
             overflow=len(self._overflow),
@@ -504,13 +520,38 @@ class Ledger:
             return False
         return True
 
-    def _on_batch(self, batch: Batch | None) -> None:
-        """On the trio thread, after each committed batch (``None``: the writer stopped)."""
-        if batch is None:
-            self._writer_alive = False
-            if self._state == "running" and self._started:
-                self._close("the writer thread stopped")
-        else:
+    def _from_threads(self, batch: Batch | None) -> None:
+        """On the writer or syncer thread, after each committed or synced batch (``None``:
+        the writer stopped): queue the report, and wake trio only if something there needs
+        it now. Waking trio for every report cost two wake-ups of the trio thread per
+        request (the settlement's commit and its fsync) that no task waited for.
+
+        No report is missed: a waiting task counts itself in ``_waiting`` *before* it
+        applies the reports and checks its condition, and this appends *before* it reads
+        ``_waiting`` (each step atomic under the GIL). So either the task's check sees this
+        report, or this sees the task and wakes it.
+        """
+        reports = self._reports
+        reports.append(batch)
+        if batch is None or self._waiting or self._overflow or len(reports) >= _REPORTS_HELD:
+            assert self._token is not None
+            _call_soon(self._token, self._on_reports, None)
+
+    def _on_reports(self, _: None) -> None:
+        """On the trio thread, woken by :meth:`_from_threads`."""
+        self._apply_reports()
+        self._progress.unpark_all()
+
+    def _apply_reports(self) -> None:
+        """Apply the threads' reports queued so far (on the trio thread)."""
+        reports = self._reports
+        while reports:
+            batch = reports.popleft()
+            if batch is None:
+                self._writer_alive = False
+                if self._state == "running" and self._started:
+                    self._close("the writer thread stopped")
+                continue
             self._committed_seq = max(self._committed_seq, batch.last_seq)
             if batch.durable:
                 self._durable_seq = max(self._durable_seq, batch.last_seq)
@@ -519,21 +560,38 @@ class Ledger:
                 self._batches += 1
                 self._committed_ops += batch.ops
                 self._retries += batch.retries
-            while self._overflow and self._offer(self._overflow[0]):
-                self._overflow.popleft()
-        self._progress.unpark_all()
+        while self._overflow and self._offer(self._overflow[0]):
+            self._overflow.popleft()
 
     def _is_writing(self) -> bool:
         return self._state == "running" and self._writer_alive
 
+    async def _wait_for_room(self) -> None:
+        """Until the queue has room and the overflow is empty, or the ledger stops writing."""
+        self._waiting += 1  # before the first check: see _from_threads
+        try:
+            while True:
+                self._apply_reports()
+                if not (self._is_writing() and (self._overflow or self._writer.ops.full())):
+                    return
+                await self._progress.park()
+        finally:
+            self._waiting -= 1
+
     async def _wait_committed(self, seq: int, *, durable: bool) -> bool:
         """Until op ``seq`` is committed (and ``durable``: synced too); False if the
         ledger closed or its writer stopped first."""
-        while (self._durable_seq if durable else self._committed_seq) < seq:
-            if self._state == "closed" or not self._writer_alive:
-                return False
-            await self._progress.park()
-        return True
+        self._waiting += 1  # before the first check: see _from_threads
+        try:
+            while True:
+                self._apply_reports()
+                if (self._durable_seq if durable else self._committed_seq) >= seq:
+                    return True
+                if self._state == "closed" or not self._writer_alive:
+                    return False
+                await self._progress.park()
+        finally:
+            self._waiting -= 1
 
     def _remember(self, record: AttemptRecord) -> None:
         self._records[_key(record)] = record

@@ -5,7 +5,8 @@ connection. The trio side hands it :class:`Op` objects (one parameterised statem
 through a bounded :class:`queue.Queue`. The thread takes the first op blocking, drains what
 else is queued (up to ``batch_size``), runs the batch in one ``BEGIN IMMEDIATE`` …
 ``COMMIT`` (one fsync for the group) and reports it through ``on_batch``, which the trio
-side turns into ``run_sync_soon``: the thread never waits on trio (not imported here).
+side queues, waking the trio thread only when a task there waits for it: the thread never
+waits on trio (not imported here).
 
 Invariants:
 
