@@ -1,6 +1,11 @@
-"""The ledger's WAL syncer (``_ledger_sync``): billing evidence is fsynced off the writer
-thread and outside SQLite's write lock, so a request's write-ahead row never waits for the
-fsync of another request's settlement, and ``flush`` still returns only once it is durable.
+"""The ledger's threads and the trio thread.
+
+- The WAL syncer (``_ledger_sync``): billing evidence is fsynced off the writer thread and
+  outside SQLite's write lock, so a request's write-ahead row never waits for the fsync of
+  another request's settlement, and ``flush`` still returns only once it is durable.
+- The threads' reports wake the trio thread only when a task there waits for one.
+- At low load the trio thread commits single ops itself, never waiting for the lock and
+  never overtaking an op the writer still holds.
 """
 
 from __future__ import annotations
@@ -11,12 +16,13 @@ import time
 from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 import trio
 
-from tests.test_ledger import PRICE, finish, make_record
+from tests.test_ledger import PRICE, database_locked, finish, make_record
+from trio_gateway import _ledger_db
 from trio_gateway._ledger import _REPORTS_HELD, AttemptRecord, Ledger, read_rows
 from trio_gateway._ledger_sync import WalSyncer
 
@@ -245,4 +251,115 @@ async def test_reports_nobody_waits_for_are_held_in_a_bounded_queue(tmp_path: Pa
                 assert len(ledger._reports) <= _REPORTS_HELD
         finally:
             trio.lowlevel.remove_instrument(wakeups)
-        assert 200 // _REPORTS_HELD <= wakeups.count <= 200 // _REPORTS_HELD + 1
+        # About 200 reports (a commit and an fsync per settlement the writer committed; an
+        # fsync for the last ones, committed on the trio thread once few attempts were
+        # open): a wake-up per _REPORTS_HELD of them.
+        assert 190 // _REPORTS_HELD <= wakeups.count <= 200 // _REPORTS_HELD
+
+
+# ------------------------------------------- write-ahead rows committed on the trio thread
+
+
+async def test_with_an_idle_writer_a_write_ahead_row_is_committed_without_a_thread_hop(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "l.db"
+    async with open_ledger(db) as ledger:
+        await write_ahead_and_settle(ledger, "earlier")
+        await ledger.flush()  # the writer is idle now
+        committed = ledger.statistics().committed_ops
+        wakeups = ThreadWakeups()
+        trio.lowlevel.add_instrument(wakeups)
+        try:
+            record = make_record("now")
+            await ledger.write_ahead(record, price=PRICE)
+        finally:
+            trio.lowlevel.remove_instrument(wakeups)
+        assert wakeups.count == 0  # committed here: no writer thread reported it
+        rows = {row["request_id"]: row["outcome"] for row in read_rows(str(db))}
+        assert rows == {"earlier": "completed", "now": "in_flight"}  # visible to others
+        assert ledger.statistics().committed_ops == committed + 1
+        assert syncer_of(ledger).fsyncs == 1  # "normal": the row itself is not fsynced
+        ledger.settle(finish(record))
+        await ledger.flush()
+    rows = {row["request_id"]: row["outcome"] for row in read_rows(str(db))}
+    assert rows == {"earlier": "completed", "now": "completed"}
+
+
+async def test_a_write_ahead_row_meets_a_taken_lock_without_blocking_the_trio_thread(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "l.db"
+    async with open_ledger(db) as ledger:
+        done = trio.Event()
+
+        async def new_request() -> None:
+            await ledger.write_ahead(make_record("locked-out"), price=PRICE)
+            done.set()
+
+        async with trio.open_nursery() as nursery:
+            async with database_locked(db):
+                before = time.perf_counter()
+                nursery.start_soon(new_request)
+                await trio.sleep(0.2)
+                assert time.perf_counter() - before < 0.4  # the trio thread never waited
+                assert not done.is_set()  # queued for the writer, which waits for the lock
+                assert read_rows(str(db)) == []
+            with trio.fail_after(10):
+                await done.wait()  # the lock is released: the writer commits the row
+        assert [row["outcome"] for row in read_rows(str(db))] == ["in_flight"]
+
+
+async def test_with_an_idle_writer_a_settlement_is_committed_at_once_and_fsynced_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "l.db"
+    fsync = SlowFsync(seconds=0.2)
+    async with open_ledger(db) as ledger:
+        record = make_record("r")
+        await ledger.write_ahead(record, price=PRICE)
+        monkeypatch.setattr(os, "fsync", fsync)
+        ledger.settle(finish(record))  # not async: committed before it returns
+        assert [row["outcome"] for row in read_rows(str(db))] == ["completed"]
+        assert ledger.pending == 0
+        before = time.perf_counter()
+        await ledger.flush()  # but durable only after the syncer's fsync
+        assert time.perf_counter() - before >= 0.15
+        assert len(fsync.finished) == 1
+
+
+async def test_while_the_writer_has_an_op_outstanding_later_ops_queue_behind_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The write lock may be free while the writer still holds an op it has taken (here: a
+    # slow transaction that has not begun yet). An op committed on the trio thread then
+    # would overtake it, and the committed watermark would count the writer's op as done.
+    db = tmp_path / "l.db"
+    real = _ledger_db._transaction
+
+    def slow_transaction(*args: Any, **kwargs: Any) -> None:
+        time.sleep(0.3)
+        real(*args, **kwargs)
+
+    async with open_ledger(db) as ledger:
+        first, second = make_record("first"), make_record("second")
+        for record in (first, second):
+            await ledger.write_ahead(record, price=PRICE)
+        monkeypatch.setattr(_ledger_db, "_transaction", slow_transaction)
+        async with database_locked(db):
+            ledger.settle(finish(first))  # the lock is taken: queued for the writer
+        ledger.settle(finish(second))  # the lock is free, but the writer has `first`
+        assert ledger.pending == 2
+        outcomes = {row["request_id"]: row["outcome"] for row in read_rows(str(db))}
+        assert outcomes == {"first": "in_flight", "second": "in_flight"}
+        with trio.fail_after(10):
+            await ledger.flush()
+        monkeypatch.undo()
+        outcomes = {row["request_id"]: row["outcome"] for row in read_rows(str(db))}
+        assert outcomes == {"first": "completed", "second": "completed"}
+        third = make_record("third")
+        await ledger.write_ahead(third, price=PRICE)  # the writer is idle again
+        ledger.settle(finish(third))
+        assert {row["request_id"]: row["outcome"] for row in read_rows(str(db))}["third"] == (
+            "completed"
+        )

@@ -16,6 +16,14 @@ settlement, never a stream:
   rejections beyond a second queue's worth are dropped and counted.
 - At :meth:`Ledger.start`, rows left ``in_flight`` by a dead process become
   ``interrupted``, priced from their last checkpoint (``_ledger_db.recover``).
+- At low load (at most two attempts in flight), when the writer thread has nothing
+  outstanding (every op so far committed), an op is committed on the trio thread instead,
+  on a connection of its own that never waits for a lock, never checkpoints and never
+  fsyncs (``_ledger_db.open_direct``): one ``BEGIN IMMEDIATE`` … ``COMMIT`` of about
+  50 µs, then the WAL syncer's fsync as for the writer's batches. That replaces two thread
+  hand-offs per request, and the GIL contention of a second thread running SQLite beside
+  the streams (``bench/README.md``). If the lock is taken (another worker, any other
+  connection) or SQLite fails, the op is queued for the writer as usual, in the same order.
 - The threads' reports (a batch committed, a batch synced) are queued for the trio side,
   which applies them when it next looks (a waiting task, ``pending``, ``statistics``).
   They wake the trio thread only for a task that waits, an overflow that needs room, or
@@ -29,12 +37,14 @@ is bounded (``keep`` records, a bounded set of settled keys, the queue and the o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import queue
 import secrets
 import socket
+import sqlite3
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -58,6 +68,7 @@ from ._ledger_db import (
     Op,
     Writer,
     cost_columns,
+    open_direct,
     read_rows,
     spent_since,
 )
@@ -95,6 +106,9 @@ _QUEUE_SIZE: Final = 100_000
 _BUSY_TIMEOUT: Final = 5.0
 #: How long ``aclose`` waits for the queue to drain before giving up (seconds).
 _CLOSE_FLUSH: Final = 10.0
+#: Ops are committed on the trio thread only while at most this many attempts are in flight
+#: (``Ledger._commit_directly``).
+_DIRECT_MAX_OPEN: Final = 2
 #: Reports the threads queue before they wake trio although no task waits (bounds that
 #: queue when nothing waits for long, e.g. a stream of rejections).
 _REPORTS_HELD: Final = 64
@@ -258,6 +272,9 @@ class Ledger:
         self._reports: deque[Batch | None] = deque()
         self._waiting = 0
         self._token: trio.lowlevel.TrioToken | None = None
+        #: The trio thread's own connection, for ops the idle writer need not take
+        #: (``_commit_directly``); only with a WAL syncer to fsync what it commits.
+        self._direct: sqlite3.Connection | None = None
         self._next_seq = 1
         self._committed_seq = 0  # every op up to it is committed (visible)
         self._durable_seq = 0  # ... and synced where it needs to be (``_ledger_sync``)
@@ -303,6 +320,8 @@ class Ledger:
             self._state, self._writer_alive = "closed", False
             raise LedgerError(f"cannot open the ledger at {self.path}: {result[0]}") from result[0]
         self._started = True
+        if self._writer.syncs_the_wal:
+            self._direct = await trio.to_thread.run_sync(open_direct, self.path)
         return result[0]
 
     async def aclose(self) -> None:
@@ -339,6 +358,9 @@ class Ledger:
 
     def _close(self, problem: str | None = None) -> None:
         self._state = "closed"
+        if self._direct is not None:
+            self._direct.close()
+            self._direct = None
         self._progress.unpark_all()
         if problem is not None:
             logger.error("ledger %s: %s", self.path, problem)
@@ -506,12 +528,59 @@ class Ledger:
     # ----------------------------------------------------------------- internals
 
     def _enqueue(self, sql: str, params: dict[str, object], *, full: bool = True) -> Op:
+        """Take the next seq for this op and commit it here (``_commit_directly``) or queue
+        it for the writer; either way ``_wait_committed(op.seq)`` waits for it."""
         op = Op(seq=self._next_seq, sql=sql, params=params, full=full)
         self._next_seq += 1
+        if self._commit_directly(op):
+            return op
         self._pending += 1
         if self._overflow or not self._offer(op):
             self._overflow.append(op)  # keeps the order: nothing overtakes the overflow
         return op
+
+    def _commit_directly(self, op: Op) -> bool:
+        """Commit ``op`` on the trio thread if the load is low, the writer has nothing
+        outstanding and the write lock is free at once; False (nothing written) to queue it
+        instead.
+
+        Low load: at most ``_DIRECT_MAX_OPEN`` other attempts in flight. Beyond that the
+        writer's batches (one transaction and one fsync for many ops, on another core) cost
+        less than a transaction per op on the trio thread.
+
+        Nothing outstanding (``Writer.committed_seq`` is the op before): the queue is
+        empty and the writer idle, so this op keeps the queue's order and the watermarks
+        stay true. The connection never waits (``busy_timeout`` 0: a taken lock fails
+        ``BEGIN IMMEDIATE`` at once), never checkpoints and never fsyncs; an op that needs
+        durability goes to the WAL syncer like a batch of the writer.
+        """
+        connection = self._direct
+        if (
+            connection is None
+            or len(self._open) > _DIRECT_MAX_OPEN
+            or self._overflow
+            or self._writer.committed_seq != op.seq - 1
+        ):
+            return False
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error:
+            return False  # the lock is taken (or the database fails): the writer retries
+        try:
+            connection.execute(op.sql, op.params)
+            connection.execute("COMMIT")
+        except sqlite3.Error as error:
+            logger.warning("ledger: an op goes to the writer thread (%s)", error)
+            with contextlib.suppress(sqlite3.Error):
+                connection.rollback()
+            return False
+        op.claimed = True
+        self._batches += 1
+        self._committed_ops += 1
+        self._committed_seq = op.seq
+        if self._writer.committed_elsewhere(op.seq, needs_sync=op.full):
+            self._durable_seq = op.seq
+        return True
 
     def _offer(self, op: Op) -> bool:
         try:
@@ -580,15 +649,19 @@ class Ledger:
 
     async def _wait_committed(self, seq: int, *, durable: bool) -> bool:
         """Until op ``seq`` is committed (and ``durable``: synced too); False if the
-        ledger closed or its writer stopped first."""
+        ledger closed or its writer stopped first. A checkpoint either way."""
         self._waiting += 1  # before the first check: see _from_threads
+        parked = False
         try:
             while True:
                 self._apply_reports()
                 if (self._durable_seq if durable else self._committed_seq) >= seq:
+                    if not parked:  # committed here (_commit_directly), or already
+                        await trio.lowlevel.checkpoint()
                     return True
                 if self._state == "closed" or not self._writer_alive:
                     return False
+                parked = True
                 await self._progress.park()
         finally:
             self._waiting -= 1

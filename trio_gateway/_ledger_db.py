@@ -210,6 +210,9 @@ class Writer:
         self._abandon = threading.Event()
         self._committed = threading.Condition()
         self._durable_seq = 0  # every op up to it is committed and durable
+        #: Every op up to it is committed and handed to the syncer if it needs to be: read
+        #: by the trio side (``Ledger._commit_directly``) to see that nothing is outstanding.
+        self.committed_seq = 0
         self._finished = False
         self._thread: threading.Thread | None = None
         self._full = True  # the connection's synchronous level (open_database: FULL)
@@ -307,6 +310,26 @@ class Writer:
             syncer.submit(last, needs_sync=needs_sync)
         else:
             self._durable(last)
+        self.committed_seq = last  # last: the trio side may commit the next op itself now
+
+    @property
+    def syncs_the_wal(self) -> bool:
+        """Whether commits are fsynced by a WAL syncer (the file is in WAL mode); known
+        once the thread has started."""
+        return self._syncer is not None
+
+    def committed_elsewhere(self, seq: int, *, needs_sync: bool) -> bool:
+        """Book op ``seq``, committed by another connection of this process (the trio
+        thread's) while this thread had nothing outstanding: hand it to the syncer if it
+        needs an fsync or an earlier batch still waits for one. Returns whether it is
+        durable already; if not, the syncer reports it through ``on_batch``."""
+        self.committed_seq = seq
+        syncer = self._syncer
+        if syncer is not None and syncer.must_wait(needs_sync):
+            syncer.submit(seq, needs_sync=needs_sync)
+            return False
+        self._durable(seq)
+        return True
 
     def _durable(self, last_seq: int) -> None:
         with self._committed:
@@ -465,6 +488,36 @@ def open_database(path: str, *, busy_timeout: float) -> sqlite3.Connection:
     except BaseException:
         connection.close()
         raise
+    return connection
+
+
+def open_direct(path: str) -> sqlite3.Connection | None:
+    """Open the trio thread's connection for the ops it commits itself
+    (``Ledger._commit_directly``), or None if the database is not in WAL mode or cannot be
+    opened (logged).
+
+    It never waits for a lock (``busy_timeout`` 0: a taken lock fails at once), never runs
+    a checkpoint (``wal_autocheckpoint`` 0: the writer's connection does them), and commits
+    without an fsync (``synchronous = NORMAL``: in WAL mode the commit is in the WAL file,
+    whose next fsync by the WAL syncer covers it). Opened on a worker thread
+    (``check_same_thread`` off), then used on the trio thread only.
+    """
+    try:
+        connection = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as error:
+        logger.warning("ledger: no connection for the trio thread's own commits (%s)", error)
+        return None
+    try:
+        (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
+        if mode != "wal":
+            connection.close()
+            return None
+        connection.execute("PRAGMA synchronous = NORMAL")
+        connection.execute("PRAGMA wal_autocheckpoint = 0")
+    except sqlite3.Error as error:
+        logger.warning("ledger: no connection for the trio thread's own commits (%s)", error)
+        connection.close()
+        return None
     return connection
 
 

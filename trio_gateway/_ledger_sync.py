@@ -67,7 +67,8 @@ class WalSyncer:
             return needs_sync or self._busy or bool(self._queue)
 
     def submit(self, last_seq: int, *, needs_sync: bool) -> None:
-        """Queue a committed batch (only the writer thread calls this, in commit order)."""
+        """Queue a committed batch, in commit order (the writer thread, or the trio thread
+        for an op it committed while the writer had nothing outstanding)."""
         with self._changed:
             self._queue.append((last_seq, needs_sync))
             self._changed.notify_all()
