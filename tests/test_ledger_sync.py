@@ -363,3 +363,17 @@ async def test_while_the_writer_has_an_op_outstanding_later_ops_queue_behind_it(
         assert {row["request_id"]: row["outcome"] for row in read_rows(str(db))}["third"] == (
             "completed"
         )
+
+
+async def test_a_quiet_gateways_wal_is_still_checkpointed(tmp_path: Path) -> None:
+    # The trio thread's connection never checkpoints; every _DIRECT_RUN-th op goes to the
+    # writer, whose commit checkpoints once the WAL is past 1000 pages, so the WAL file
+    # stays bounded (it grew by about 20 KB a request without that).
+    db = tmp_path / "l.db"
+    async with open_ledger(db) as ledger:
+        for n in range(3000):
+            await write_ahead_and_settle(ledger, f"r{n}")
+        await ledger.flush()
+        wal_bytes = (tmp_path / "l.db-wal").stat().st_size
+    assert wal_bytes < 8_000_000, wal_bytes
+    assert len(read_rows(str(db))) == 3000

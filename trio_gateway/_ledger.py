@@ -109,6 +109,9 @@ _CLOSE_FLUSH: Final = 10.0
 #: Ops are committed on the trio thread only while at most this many attempts are in flight
 #: (``Ledger._commit_directly``).
 _DIRECT_MAX_OPEN: Final = 2
+#: At most this many ops in a row are committed on the trio thread; the next goes to the
+#: writer, whose commit checkpoints the WAL when it is due (``Ledger._commit_directly``).
+_DIRECT_RUN: Final = 100
 #: Reports the threads queue before they wake trio although no task waits (bounds that
 #: queue when nothing waits for long, e.g. a stream of rejections).
 _REPORTS_HELD: Final = 64
@@ -275,6 +278,7 @@ class Ledger:
         #: The trio thread's own connection, for ops the idle writer need not take
         #: (``_commit_directly``); only with a WAL syncer to fsync what it commits.
         self._direct: sqlite3.Connection | None = None
+        self._direct_run = 0  # ops committed on it since the last one left to the writer
         self._next_seq = 1
         self._committed_seq = 0  # every op up to it is committed (visible)
         self._durable_seq = 0  # ... and synced where it needs to be (``_ledger_sync``)
@@ -562,6 +566,12 @@ class Ledger:
             or self._writer.committed_seq != op.seq - 1
         ):
             return False
+        if self._direct_run >= _DIRECT_RUN:
+            # This connection never checkpoints: the writer's commit of this op does, once
+            # the WAL is past SQLite's wal_autocheckpoint (1000 pages). Without it, a quiet
+            # gateway's WAL grew without bound (250 MB after 12 k requests).
+            self._direct_run = 0
+            return False
         try:
             connection.execute("BEGIN IMMEDIATE")
         except sqlite3.Error:
@@ -575,6 +585,7 @@ class Ledger:
                 connection.rollback()
             return False
         op.claimed = True
+        self._direct_run += 1
         self._batches += 1
         self._committed_ops += 1
         self._committed_seq = op.seq

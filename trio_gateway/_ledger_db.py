@@ -497,7 +497,8 @@ def open_direct(path: str) -> sqlite3.Connection | None:
     opened (logged).
 
     It never waits for a lock (``busy_timeout`` 0: a taken lock fails at once), never runs
-    a checkpoint (``wal_autocheckpoint`` 0: the writer's connection does them), and commits
+    a checkpoint (``wal_autocheckpoint`` 0: the writer's connection does them, so the
+    trio side leaves it every ``_DIRECT_RUN``-th op), and commits
     without an fsync (``synchronous = NORMAL``: in WAL mode the commit is in the WAL file,
     whose next fsync by the WAL syncer covers it). Opened on a worker thread
     (``check_same_thread`` off), then used on the trio thread only.
