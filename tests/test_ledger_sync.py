@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, Callable, Generator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -196,6 +196,17 @@ class ThreadWakeups(trio.abc.Instrument):
             self.count += 1
 
 
+@contextmanager
+def counting_thread_wakeups() -> Generator[ThreadWakeups, None, None]:
+    """A :class:`ThreadWakeups` installed on the running trio loop for the block."""
+    wakeups = ThreadWakeups()
+    trio.lowlevel.add_instrument(wakeups)
+    try:
+        yield wakeups
+    finally:
+        trio.lowlevel.remove_instrument(wakeups)
+
+
 async def until(condition: Callable[[], bool], *, seconds: float = 10.0) -> None:
     """Poll ``condition`` on the trio thread (a timer, never another thread's wake-up)."""
     with trio.fail_after(seconds):
@@ -223,12 +234,8 @@ async def test_settlements_nobody_waits_for_do_not_wake_the_trio_thread(tmp_path
         records = [make_record(f"r{n}") for n in range(20)]
         for record in records:
             await ledger.write_ahead(record, price=PRICE)
-        wakeups = ThreadWakeups()
-        trio.lowlevel.add_instrument(wakeups)
-        try:
+        with counting_thread_wakeups() as wakeups:
             await settle_one_batch_at_a_time(ledger, records)  # 40 reports, nobody waiting
-        finally:
-            trio.lowlevel.remove_instrument(wakeups)
         assert wakeups.count == 0
         assert ledger.statistics().committed_ops == 40  # read without a wake-up
         # A task that waits is still woken: the write-ahead commit and flush's fsync.
@@ -243,14 +250,10 @@ async def test_reports_nobody_waits_for_are_held_in_a_bounded_queue(tmp_path: Pa
         records = [make_record(f"r{n}") for n in range(100)]
         for record in records:
             await ledger.write_ahead(record, price=PRICE)
-        wakeups = ThreadWakeups()
-        trio.lowlevel.add_instrument(wakeups)
-        try:
+        with counting_thread_wakeups() as wakeups:
             for record in records:
                 await settle_one_batch_at_a_time(ledger, [record])
                 assert len(ledger._reports) <= _REPORTS_HELD
-        finally:
-            trio.lowlevel.remove_instrument(wakeups)
         # About 200 reports (a commit and an fsync per settlement the writer committed; an
         # fsync for the last ones, committed on the trio thread once few attempts were
         # open): a wake-up per _REPORTS_HELD of them.
@@ -268,13 +271,9 @@ async def test_with_an_idle_writer_a_write_ahead_row_is_committed_without_a_thre
         await write_ahead_and_settle(ledger, "earlier")
         await ledger.flush()  # the writer is idle now
         committed = ledger.statistics().committed_ops
-        wakeups = ThreadWakeups()
-        trio.lowlevel.add_instrument(wakeups)
-        try:
+        with counting_thread_wakeups() as wakeups:
             record = make_record("now")
             await ledger.write_ahead(record, price=PRICE)
-        finally:
-            trio.lowlevel.remove_instrument(wakeups)
         assert wakeups.count == 0  # committed here: no writer thread reported it
         rows = {row["request_id"]: row["outcome"] for row in read_rows(str(db))}
         assert rows == {"earlier": "completed", "now": "in_flight"}  # visible to others
