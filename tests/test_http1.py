@@ -354,21 +354,15 @@ async def test_connection_close_response_is_not_reused(nursery: trio.Nursery) ->
     assert fake.connections == 2
 
 
-async def test_close_delimited_http10_body(nursery: trio.Nursery) -> None:
+@pytest.mark.parametrize("version", ["1.0", "1.1"])
+async def test_a_close_delimited_body_is_read_to_the_close_and_not_reused(
+    nursery: trio.Nursery, version: str
+) -> None:
     async def handler(exchange: Exchange) -> bool:
-        await exchange.send(head(200, version="1.0"), b"part one, ", b"part two", pause=0.01)
+        await exchange.send(
+            head(200, version=version), b"no framing: ", b"ends at close", pause=0.01
+        )
         return False  # the close ends the body
-
-    fake = FakeUpstream(nursery, handler)
-    pool = make_pool(fake)
-    assert await get(pool) == b"part one, part two"
-    assert pool.statistics() == EMPTY
-
-
-async def test_close_delimited_http11_body_is_not_reused(nursery: trio.Nursery) -> None:
-    async def handler(exchange: Exchange) -> bool:
-        await exchange.send(head(200), b"no framing: ", b"ends at close", pause=0.01)
-        return False
 
     fake = FakeUpstream(nursery, handler)
     pool = make_pool(fake)
