@@ -646,36 +646,38 @@ class Ledger:
     def _is_writing(self) -> bool:
         return self._state == "running" and self._writer_alive
 
-    async def _wait_for_room(self) -> None:
-        """Until the queue has room and the overflow is empty, or the ledger stops writing."""
+    async def _until(self, done: Callable[[], bool]) -> None:
+        """Until ``done()``, checked after applying the threads' reports and again after
+        each wake-up. A checkpoint either way."""
         self._waiting += 1  # before the first check: see _from_threads
         try:
+            self._apply_reports()
+            if done():
+                await trio.lowlevel.checkpoint()
+                return
             while True:
-                self._apply_reports()
-                if not (self._is_writing() and (self._overflow or self._writer.ops.full())):
-                    return
                 await self._progress.park()
+                self._apply_reports()
+                if done():
+                    return
         finally:
             self._waiting -= 1
+
+    async def _wait_for_room(self) -> None:
+        """Until the queue has room and the overflow is empty, or the ledger stops writing."""
+        await self._until(
+            lambda: not (self._is_writing() and (self._overflow or self._writer.ops.full()))
+        )
 
     async def _wait_committed(self, seq: int, *, durable: bool) -> bool:
         """Until op ``seq`` is committed (and ``durable``: synced too); False if the
         ledger closed or its writer stopped first. A checkpoint either way."""
-        self._waiting += 1  # before the first check: see _from_threads
-        parked = False
-        try:
-            while True:
-                self._apply_reports()
-                if (self._durable_seq if durable else self._committed_seq) >= seq:
-                    if not parked:  # committed here (_commit_directly), or already
-                        await trio.lowlevel.checkpoint()
-                    return True
-                if self._state == "closed" or not self._writer_alive:
-                    return False
-                parked = True
-                await self._progress.park()
-        finally:
-            self._waiting -= 1
+
+        def reached() -> bool:
+            return (self._durable_seq if durable else self._committed_seq) >= seq
+
+        await self._until(lambda: reached() or self._state == "closed" or not self._writer_alive)
+        return reached()
 
     def _remember(self, record: AttemptRecord) -> None:
         self._records[_key(record)] = record

@@ -301,16 +301,11 @@ class Writer:
 
     def _report(self, batch: list[Op], retries: int, on_batch: OnBatch) -> None:
         last, needs_sync = batch[-1].seq, any(op.full for op in batch)
-        syncer = self._syncer
-        waits = syncer is not None and syncer.must_wait(needs_sync)
+        waits = self._must_wait(needs_sync)
         # Report to trio first, then wake thread waiters: a waiter that resumes trio code
         # then finds this batch already applied on the trio side.
         on_batch(Batch(last_seq=last, ops=len(batch), retries=retries, durable=not waits))
-        if syncer is not None and waits:
-            syncer.submit(last, needs_sync=needs_sync)
-        else:
-            self._durable(last)
-        self.committed_seq = last  # last: the trio side may commit the next op itself now
+        self._after_commit(last, needs_sync=needs_sync, waits=waits)
 
     @property
     def syncs_the_wal(self) -> bool:
@@ -323,13 +318,23 @@ class Writer:
         thread's) while this thread had nothing outstanding: hand it to the syncer if it
         needs an fsync or an earlier batch still waits for one. Returns whether it is
         durable already; if not, the syncer reports it through ``on_batch``."""
-        self.committed_seq = seq
-        syncer = self._syncer
-        if syncer is not None and syncer.must_wait(needs_sync):
-            syncer.submit(seq, needs_sync=needs_sync)
-            return False
-        self._durable(seq)
-        return True
+        waits = self._must_wait(needs_sync)
+        self._after_commit(seq, needs_sync=needs_sync, waits=waits)
+        return not waits
+
+    def _must_wait(self, needs_sync: bool) -> bool:
+        """Whether a batch just committed becomes durable only through the syncer."""
+        return self._syncer is not None and self._syncer.must_wait(needs_sync)
+
+    def _after_commit(self, seq: int, *, needs_sync: bool, waits: bool) -> None:
+        """After ops up to ``seq`` are committed (and reported): hand them to the syncer,
+        or mark them durable; then let the trio side commit the next op itself."""
+        if waits:
+            assert self._syncer is not None
+            self._syncer.submit(seq, needs_sync=needs_sync)
+        else:
+            self._durable(seq)
+        self.committed_seq = seq  # last: nothing is outstanding from here on
 
     def _durable(self, last_seq: int) -> None:
         with self._committed:
@@ -503,23 +508,19 @@ def open_direct(path: str) -> sqlite3.Connection | None:
     whose next fsync by the WAL syncer covers it). Opened on a worker thread
     (``check_same_thread`` off), then used on the trio thread only.
     """
+    connection = None
     try:
         connection = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
-    except sqlite3.Error as error:
-        logger.warning("ledger: no connection for the trio thread's own commits (%s)", error)
-        return None
-    try:
         (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
-        if mode != "wal":
-            connection.close()
-            return None
-        connection.execute("PRAGMA synchronous = NORMAL")
-        connection.execute("PRAGMA wal_autocheckpoint = 0")
+        if mode == "wal":
+            connection.execute("PRAGMA synchronous = NORMAL")
+            connection.execute("PRAGMA wal_autocheckpoint = 0")
+            return connection
     except sqlite3.Error as error:
         logger.warning("ledger: no connection for the trio thread's own commits (%s)", error)
+    if connection is not None:
         connection.close()
-        return None
-    return connection
+    return None
 
 
 def migrate(connection: sqlite3.Connection) -> None:
