@@ -1,9 +1,9 @@
 """The usage ledger: one SQLite row per upstream attempt, written ahead and settled once.
 
-Theory of operation: :class:`Ledger` is the trio side. It turns each call into an op for
-the writer thread of ``_ledger_db`` (one connection, batched ``BEGIN IMMEDIATE``
-transactions, WAL) and never touches sqlite3 itself, so a slow or locked database delays
-settlement, never a stream:
+Theory of operation: :class:`Ledger` is the trio side. It turns each call into an op, which
+it commits itself when that cannot wait (below) or hands to the writer thread of
+``_ledger_db`` (one connection, batched ``BEGIN IMMEDIATE`` transactions, WAL), so a slow or
+locked database delays settlement, never a stream:
 
 - :meth:`Ledger.write_ahead` (before the upstream call) inserts the row as ``in_flight``
   and *awaits its commit*: a row exists for every attempt the upstream may have seen, even
@@ -16,14 +16,17 @@ settlement, never a stream:
   rejections beyond a second queue's worth are dropped and counted.
 - At :meth:`Ledger.start`, rows left ``in_flight`` by a dead process become
   ``interrupted``, priced from their last checkpoint (``_ledger_db.recover``).
-- At low load (at most two attempts in flight), when the writer thread has nothing
-  outstanding (every op so far committed), an op is committed on the trio thread instead,
-  on a connection of its own that never waits for a lock, never checkpoints and never
-  fsyncs (``_ledger_db.open_direct``): one ``BEGIN IMMEDIATE`` … ``COMMIT`` of about
-  50 µs, then the WAL syncer's fsync as for the writer's batches. That replaces two thread
-  hand-offs per request, and the GIL contention of a second thread running SQLite beside
-  the streams (``bench/README.md``). If the lock is taken (another worker, any other
-  connection) or SQLite fails, the op is queued for the writer as usual, in the same order.
+- When the writer thread has nothing outstanding (every op so far committed), an op is
+  committed on the trio thread instead, on a connection of its own that never waits for a
+  lock, never checkpoints and never fsyncs (``_ledger_db.open_direct``): one
+  ``BEGIN IMMEDIATE`` … ``COMMIT`` of about 35 µs of CPU, then the WAL syncer's fsync as for
+  the writer's batches. That replaces two thread hand-offs per op, and the GIL contention of
+  a second thread running SQLite beside the streams: at c=64 it cost more CPU than the
+  writer's batching saved (``bench/README.md``). If the lock is taken (another worker, any
+  other connection) or SQLite fails, the op is queued for the writer as usual, in the same
+  order. A commit that took longer than ``_DIRECT_SLOW`` (a stalled disk) sends the ops of
+  the next ``_DIRECT_PAUSE`` seconds to the writer, so a slow disk stalls the event loop for
+  at most one commit per pause.
 - The threads' reports (a batch committed, a batch synced) are queued for the trio side,
   which applies them when it next looks (a waiting task, ``pending``, ``statistics``).
   They wake the trio thread only for a task that waits, an overflow that needs room, or
@@ -106,9 +109,10 @@ _QUEUE_SIZE: Final = 100_000
 _BUSY_TIMEOUT: Final = 5.0
 #: How long ``aclose`` waits for the queue to drain before giving up (seconds).
 _CLOSE_FLUSH: Final = 10.0
-#: Ops are committed on the trio thread only while at most this many attempts are in flight
-#: (``Ledger._commit_directly``).
-_DIRECT_MAX_OPEN: Final = 2
+#: A commit on the trio thread slower than this (seconds) sends the ops of the next
+#: ``_DIRECT_PAUSE`` seconds to the writer thread (``Ledger._commit_directly``).
+_DIRECT_SLOW: Final = 0.01
+_DIRECT_PAUSE: Final = 1.0
 #: At most this many ops in a row are committed on the trio thread; the next goes to the
 #: writer, whose commit checkpoints the WAL when it is due (``Ledger._commit_directly``).
 _DIRECT_RUN: Final = 100
@@ -279,6 +283,7 @@ class Ledger:
         #: (``_commit_directly``); only with a WAL syncer to fsync what it commits.
         self._direct: sqlite3.Connection | None = None
         self._direct_run = 0  # ops committed on it since the last one left to the writer
+        self._direct_paused_until = 0.0  # time.monotonic() before which ops go to the writer
         self._next_seq = 1
         self._committed_seq = 0  # every op up to it is committed (visible)
         self._durable_seq = 0  # ... and synced where it needs to be (``_ledger_sync``)
@@ -544,26 +549,23 @@ class Ledger:
         return op
 
     def _commit_directly(self, op: Op) -> bool:
-        """Commit ``op`` on the trio thread if the load is low, the writer has nothing
-        outstanding and the write lock is free at once; False (nothing written) to queue it
-        instead.
-
-        Low load: at most ``_DIRECT_MAX_OPEN`` other attempts in flight. Beyond that the
-        writer's batches (one transaction and one fsync for many ops, on another core) cost
-        less than a transaction per op on the trio thread.
+        """Commit ``op`` on the trio thread if the writer has nothing outstanding and the
+        write lock is free at once; False (nothing written) to queue it instead.
 
         Nothing outstanding (``Writer.committed_seq`` is the op before): the queue is
         empty and the writer idle, so this op keeps the queue's order and the watermarks
         stay true. The connection never waits (``busy_timeout`` 0: a taken lock fails
         ``BEGIN IMMEDIATE`` at once), never checkpoints and never fsyncs; an op that needs
-        durability goes to the WAL syncer like a batch of the writer.
+        durability goes to the WAL syncer like a batch of the writer. A commit slower than
+        ``_DIRECT_SLOW`` (the disk stalls, and so did the event loop) pauses this path for
+        ``_DIRECT_PAUSE`` seconds: the writer thread waits out a slow disk instead.
         """
         connection = self._direct
         if (
             connection is None
-            or len(self._open) > _DIRECT_MAX_OPEN
             or self._overflow
             or self._writer.committed_seq != op.seq - 1
+            or (self._direct_paused_until and time.monotonic() < self._direct_paused_until)
         ):
             return False
         if self._direct_run >= _DIRECT_RUN:
@@ -572,6 +574,7 @@ class Ledger:
             # gateway's WAL grew without bound (250 MB after 12 k requests).
             self._direct_run = 0
             return False
+        began = time.perf_counter()
         try:
             connection.execute("BEGIN IMMEDIATE")
         except sqlite3.Error:
@@ -584,6 +587,15 @@ class Ledger:
             with contextlib.suppress(sqlite3.Error):
                 connection.rollback()
             return False
+        took = time.perf_counter() - began
+        if took > _DIRECT_SLOW:
+            self._direct_paused_until = time.monotonic() + _DIRECT_PAUSE
+            logger.warning(
+                "ledger: a commit on the event loop took %.1f ms; the writer thread takes the "
+                "ops of the next %.0f s",
+                1000 * took,
+                _DIRECT_PAUSE,
+            )
         op.claimed = True
         self._direct_run += 1
         self._batches += 1
