@@ -271,8 +271,80 @@ def _events(s: Sample) -> float:
 
 def _scaling(index: _Index, row: str, getter: Getter) -> float:
     """Two workers over one with the native harness (see ``_Index.ratio``)."""
-    one, two = (f"trio_gateway wrk+nginx{suffix} pass" for suffix in ("", " x2"))
-    return index.ratio("scaling", row, two, one, getter)
+    return index.ratio("scaling", row, _NATIVE_TWO, _NATIVE_ONE, getter)
+
+
+_NATIVE_ONE: Final = "trio_gateway wrk+nginx pass"
+_NATIVE_TWO: Final = "trio_gateway wrk+nginx x2 pass"
+
+
+def _ms_per_request(sample: Sample, cpu_s: float) -> float:
+    return 1000 * cpu_s / max(sample.num("requests"), 1.0)
+
+
+def _scaling_ceiling_table(index: _Index) -> str:
+    """What two workers could reach on this machine at best, per native scaling row.
+
+    The ceiling: both cores run nothing but the two workers, at one worker's gateway CPU per
+    stream ``g1``, and the harness (wrk and nginx) at its CPU per stream in the two-worker
+    run ``h2``: ``2 cores / (g1 + h2)`` streams/s, over the one-worker rate. It ignores that
+    two busy processes each run slower than one alone (``g2 / g1``), so it is an upper
+    bound. Medians over repeats of the per-repeat figures."""
+    lines = []
+    for row in index.rows("scaling"):
+        ones = {s.repeat: s for s in index.get("scaling", row, _NATIVE_ONE)}
+        per_repeat = []
+        for two in index.get("scaling", row, _NATIVE_TWO):
+            one = ones.get(two.repeat)
+            if one is None or not one.num("streams_per_s"):
+                continue
+            g1 = _ms_per_request(one, one.server_cpu_s)
+            g2 = _ms_per_request(two, two.server_cpu_s)
+            h2 = two.num("client_cpu_ms_per_stream") + two.num("upstream_cpu_ms_per_stream")
+            rate1 = one.num("streams_per_s")
+            per_repeat.append((
+                rate1,
+                one.server_cpu_s / one.num("seconds"),
+                g1,
+                two.server_cpu_s / two.num("seconds"),
+                g2,
+                h2,
+                2000 / (g1 + h2) / rate1,
+                two.num("streams_per_s") / rate1,
+            ))  # fmt: skip
+        if per_repeat:
+            med = [_median(column) for column in zip(*per_repeat, strict=True)]
+            lines.append([
+                row,
+                _fmt(med[0], 1),
+                _fmt(med[1], 2),
+                _fmt(med[2], 2),
+                _fmt(med[3], 2),
+                _fmt(med[4], 2),
+                _fmt(med[5], 3),
+                f"{med[6]:.2f}x",
+                f"{med[7]:.2f}x",
+            ])  # fmt: skip
+    if not lines:
+        return ""
+    header = [
+        "scenario",
+        "one worker: streams/s",
+        "its cores",
+        "its CPU ms/stream (g1)",
+        "two workers: cores",
+        "their CPU ms/stream (g2)",
+        "wrk + nginx CPU ms/stream (h2)",
+        "ceiling 2 / (g1 + h2) over one worker",
+        "measured",
+    ]
+    return (
+        "Two workers against the ceiling of this 2-core machine (native harness): the ceiling "
+        "is the rate if both cores ran only the two workers, at one worker's CPU per stream, "
+        "and the harness at its own CPU per stream; two busy processes each running slower "
+        "than one alone (g2 over g1) is not in it (medians of the per-repeat figures):\n\n"
+        + _table(header, lines)
+    )
 
 
 def _c512_errors(index: _Index, gateway: str) -> float:
@@ -779,6 +851,8 @@ def render_report(
     for group, title in _TITLES.items():
         if index.rows(group):
             out += [f"### {title}\n\n", _group_tables(index, group, columns), "\n"]
+        if group == "scaling" and (ceiling := _scaling_ceiling_table(index)):
+            out += [ceiling, "\n"]
     if index.rows("idle"):
         out += ["### Idle streams held open (fresh process each)\n\n", _idle_table(index), "\n"]
     if index.rows("large"):
