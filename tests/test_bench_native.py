@@ -100,3 +100,32 @@ def test_wrk_counts_complete_streams_and_flags_broken_ones(nginx: Server, tmp_pa
 def test_missing_tools_names_what_is_not_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(shutil, "which", lambda tool: None if tool == "nginx" else "/bin/x")
     assert native.missing_tools() == ["nginx"]
+
+
+def test_the_two_worker_ceiling_is_two_cores_over_one_workers_and_the_harness_cpu() -> None:
+    from _report import Sample, _Index, _scaling_ceiling_table
+
+    row = "20 tok, gap 0 ms, c=64"
+
+    def sample(column: str, repeat: int, streams_per_s: float, cpu_s: float) -> Sample:
+        load: dict[str, object] = {
+            "requests": streams_per_s * 3,
+            "seconds": 3.0,
+            "streams_per_s": streams_per_s,
+            "client_cpu_ms_per_stream": 0.1,
+            "upstream_cpu_ms_per_stream": 0.15,
+        }
+        return Sample(
+            group="scaling", row=row, column=column, repeat=repeat, load=load, server_cpu_s=cpu_s
+        )
+
+    samples = [
+        # One worker: 500 streams/s on 1.0 core (2.0 ms each); two: 800/s at 2.25 ms each.
+        sample("trio_gateway wrk+nginx pass", 0, 500.0, 3.0),
+        sample("trio_gateway wrk+nginx x2 pass", 0, 800.0, 5.4),
+    ]
+    table = _scaling_ceiling_table(_Index(samples))
+    cells = [cell.strip() for cell in table.splitlines()[-1].strip("|").split("|")]
+    # Ceiling: 2 cores / (2.0 + 0.25) ms = 888.9 streams/s, 1.78x the one worker's 500.
+    assert cells == [row, "500.0", "1.00", "2.00", "1.80", "2.25", "0.250", "1.78x", "1.60x"]
+    assert _scaling_ceiling_table(_Index(samples[:1])) == ""  # no two-worker run: no table
