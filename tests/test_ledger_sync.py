@@ -376,6 +376,10 @@ class SlowCommits:
             time.sleep(self.seconds)
         return self.connection.execute(sql, *args)
 
+    @property
+    def in_transaction(self) -> bool:
+        return bool(self.connection.in_transaction)
+
     def rollback(self) -> None:
         self.connection.rollback()
 

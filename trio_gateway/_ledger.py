@@ -40,7 +40,6 @@ is bounded (``keep`` records, a bounded set of settled keys, the queue and the o
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -70,7 +69,9 @@ from ._ledger_db import (
     LedgerError,
     Op,
     Writer,
+    commit_alone,
     cost_columns,
+    is_busy,
     open_direct,
     read_rows,
     spent_since,
@@ -565,7 +566,7 @@ class Ledger:
             connection is None
             or self._overflow
             or self._writer.committed_seq != op.seq - 1
-            or (self._direct_paused_until and time.monotonic() < self._direct_paused_until)
+            or time.monotonic() < self._direct_paused_until
         ):
             return False
         if self._direct_run >= _DIRECT_RUN:
@@ -574,26 +575,20 @@ class Ledger:
             # gateway's WAL grew without bound (250 MB after 12 k requests).
             self._direct_run = 0
             return False
-        began = time.perf_counter()
+        began = time.monotonic()
         try:
-            connection.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error:
-            return False  # the lock is taken (or the database fails): the writer retries
-        try:
-            connection.execute(op.sql, op.params)
-            connection.execute("COMMIT")
+            commit_alone(connection, op)
         except sqlite3.Error as error:
-            logger.warning("ledger: an op goes to the writer thread (%s)", error)
-            with contextlib.suppress(sqlite3.Error):
-                connection.rollback()
+            if not is_busy(error):  # a taken lock is the writer's to wait for; log the rest
+                logger.warning("ledger: an op goes to the writer thread (%s)", error)
             return False
-        took = time.perf_counter() - began
-        if took > _DIRECT_SLOW:
-            self._direct_paused_until = time.monotonic() + _DIRECT_PAUSE
+        now = time.monotonic()
+        if now - began > _DIRECT_SLOW:
+            self._direct_paused_until = now + _DIRECT_PAUSE
             logger.warning(
                 "ledger: a commit on the event loop took %.1f ms; the writer thread takes the "
                 "ops of the next %.0f s",
-                1000 * took,
+                1000 * (now - began),
                 _DIRECT_PAUSE,
             )
         op.claimed = True

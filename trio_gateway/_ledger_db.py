@@ -465,7 +465,7 @@ def _begin(connection: sqlite3.Connection, poll_for: float) -> None:
         try:
             connection.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as error:
-            if _primary_code(error) != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+            if not is_busy(error) or time.monotonic() >= deadline:
                 raise
             time.sleep(sleep)
             sleep = min(sleep * 2, _MAX_POLL)
@@ -521,6 +521,22 @@ def open_direct(path: str) -> sqlite3.Connection | None:
     if connection is not None:
         connection.close()
     return None
+
+
+def commit_alone(connection: sqlite3.Connection, op: Op) -> None:
+    """Commit ``op`` in a transaction of its own on ``connection`` (the trio thread's, from
+    :func:`open_direct`, which never waits for the lock); rolled back if anything fails.
+
+    Raises:
+        sqlite3.Error: nothing was committed; :func:`is_busy` tells a taken lock.
+    """
+    with _immediate(connection):
+        connection.execute(op.sql, op.params)
+
+
+def is_busy(error: sqlite3.Error) -> bool:
+    """Whether ``error`` is SQLite's ``SQLITE_BUSY``: the write lock is held elsewhere."""
+    return _primary_code(error) == sqlite3.SQLITE_BUSY
 
 
 def migrate(connection: sqlite3.Connection) -> None:
