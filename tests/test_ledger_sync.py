@@ -53,6 +53,14 @@ async def write_ahead_and_settle(ledger: Ledger, request_id: str) -> None:
     ledger.settle(finish(record))
 
 
+async def written_ahead(ledger: Ledger, count: int) -> list[AttemptRecord]:
+    """``count`` records r0, r1, ... written ahead (committed) in order."""
+    records = [make_record(f"r{n}") for n in range(count)]
+    for record in records:
+        await ledger.write_ahead(record, price=PRICE)
+    return records
+
+
 def syncer_of(ledger: Ledger) -> WalSyncer:
     syncer = ledger._writer._syncer
     assert syncer is not None, "a file ledger in WAL mode syncs in a WalSyncer"
@@ -83,9 +91,7 @@ async def test_settlements_are_fsynced_by_the_syncer_and_write_ahead_rows_are_no
 ) -> None:
     async with open_ledger(tmp_path / "l.db") as ledger:
         syncer = syncer_of(ledger)
-        records = [make_record(f"r{n}") for n in range(3)]
-        for record in records:
-            await ledger.write_ahead(record, price=PRICE)
+        records = await written_ahead(ledger, 3)
         await ledger.flush()
         assert syncer.fsyncs == 0  # write-ahead rows under "normal": committed, not synced
         for record in records:
@@ -244,9 +250,7 @@ async def test_settlements_nobody_waits_for_do_not_wake_the_trio_thread(tmp_path
     # At concurrency 1 every settlement is a batch of its own: reporting its commit and its
     # fsync to trio at once woke the trio thread twice per request for nothing.
     async with open_ledger(tmp_path / "l.db") as ledger:
-        records = [make_record(f"r{n}") for n in range(20)]
-        for record in records:
-            await ledger.write_ahead(record, price=PRICE)
+        records = await written_ahead(ledger, 20)
         with counting_thread_wakeups() as wakeups:
             await settle_one_batch_at_a_time(ledger, records)  # 40 reports, nobody waiting
         assert wakeups.count == 0
@@ -260,9 +264,7 @@ async def test_settlements_nobody_waits_for_do_not_wake_the_trio_thread(tmp_path
 
 async def test_reports_nobody_waits_for_are_held_in_a_bounded_queue(tmp_path: Path) -> None:
     async with open_ledger(tmp_path / "l.db") as ledger:
-        records = [make_record(f"r{n}") for n in range(100)]
-        for record in records:
-            await ledger.write_ahead(record, price=PRICE)
+        records = await written_ahead(ledger, 100)
         with counting_thread_wakeups() as wakeups:
             for record in records:
                 await settle_one_batch_at_a_time(ledger, [record])
@@ -345,10 +347,8 @@ async def test_with_many_attempts_in_flight_ops_are_still_committed_on_the_trio_
     # than they saved in SQLite work (bench/README.md): load does not send ops to it.
     db = tmp_path / "l.db"
     async with open_ledger(db) as ledger:
-        records = [make_record(f"r{n}") for n in range(64)]
         with counting_thread_wakeups() as wakeups:
-            for record in records:
-                await ledger.write_ahead(record, price=PRICE)
+            records = await written_ahead(ledger, 64)
             for record in records[:32]:
                 ledger.settle(finish(record))
                 assert ledger.pending == 0  # committed before settle returned
