@@ -23,7 +23,7 @@ import pytest
 import trio
 
 from tests.test_ledger import PRICE, database_locked, finish, make_record
-from trio_gateway import _ledger_db
+from trio_gateway import _ledger_db, _ledger_sync
 from trio_gateway._ledger import (
     _DIRECT_PAUSE,
     _DIRECT_SLOW,
@@ -193,6 +193,110 @@ def test_batches_become_durable_in_commit_order(tmp_path: Path) -> None:
     assert syncer.stop(5)
     assert durable == [2]
     assert syncer.fsyncs == 1
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Poll ``condition`` from this (non-trio) thread; fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
+@contextmanager
+def started_syncer(
+    tmp_path: Path, *, min_interval: float
+) -> Generator[tuple[WalSyncer, list[tuple[int, float]]], None, None]:
+    """A running syncer of a WAL file, and its reports ``(last_seq, time.monotonic())``."""
+    wal = tmp_path / "l.db-wal"
+    wal.write_bytes(b"x")
+    reports: list[tuple[int, float]] = []
+    syncer = WalSyncer(
+        str(wal),
+        on_durable=lambda seq: reports.append((seq, time.monotonic())),
+        abandon=threading.Event(),
+        min_interval=min_interval,
+    )
+    syncer.start()
+    try:
+        yield syncer, reports
+    finally:
+        assert syncer.stop(5)
+
+
+def test_under_load_one_fsync_covers_the_batches_of_its_interval(tmp_path: Path) -> None:
+    # Settlements reached the syncer one by one at c=64: about one fsync (and thread
+    # wake-up) per request. Spaced out, one fsync covers all that came in meanwhile.
+    with started_syncer(tmp_path, min_interval=0.3) as (syncer, reports):
+        syncer.submit(1, needs_sync=True)
+        wait_until(lambda: len(reports) == 1)  # an idle syncer: synced at once
+        for seq in range(2, 12):
+            syncer.submit(seq, needs_sync=True)
+        wait_until(lambda: len(reports) == 2)
+        assert [seq for seq, _ in reports] == [1, 11]
+        assert syncer.fsyncs == 2
+        assert reports[1][1] - reports[0][1] >= 0.25  # the interval, less the first fsync
+
+
+def test_a_waiting_task_hurries_the_fsync(tmp_path: Path) -> None:
+    with started_syncer(tmp_path, min_interval=3600) as (syncer, reports):
+        syncer.submit(1, needs_sync=True)
+        wait_until(lambda: len(reports) == 1)
+        syncer.submit(2, needs_sync=True)
+        time.sleep(0.05)
+        assert len(reports) == 1  # spaced out: nobody waits for it
+        syncer.hurry(2)
+        wait_until(lambda: [seq for seq, _ in reports] == [1, 2])
+        # Hurried before it is submitted (a flush whose op is still with the writer):
+        syncer.hurry(3)
+        syncer.submit(3, needs_sync=True)
+        wait_until(lambda: [seq for seq, _ in reports] == [1, 2, 3])
+        # An op already durable hurries nothing: the next one waits for the interval.
+        syncer.hurry(2)
+        syncer.submit(4, needs_sync=True)
+        time.sleep(0.05)
+        assert len(reports) == 3
+        assert syncer.fsyncs == 3
+
+
+def test_stop_syncs_a_spaced_out_batch_at_once(tmp_path: Path) -> None:
+    with started_syncer(tmp_path, min_interval=3600) as (syncer, reports):
+        syncer.submit(1, needs_sync=True)
+        wait_until(lambda: len(reports) == 1)
+        syncer.submit(2, needs_sync=True)
+        before = time.monotonic()
+        assert syncer.stop(5)
+        assert time.monotonic() - before < 1
+        assert [seq for seq, _ in reports] == [1, 2]
+        assert syncer.fsyncs == 2
+
+
+async def test_flush_and_a_full_write_ahead_do_not_wait_for_the_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_ledger_sync, "MIN_INTERVAL", 3600)
+    async with open_ledger(tmp_path / "l.db", write_ahead_sync="full") as ledger:
+        syncer = syncer_of(ledger)
+        with trio.fail_after(5):
+            for n in range(3):
+                record = make_record(f"r{n}")
+                await ledger.write_ahead(record, price=PRICE)  # waits for its fsync
+                ledger.settle(finish(record))  # nobody waits: spaced out
+                await ledger.flush()  # waits: hurried
+        assert syncer.fsyncs == 6
+        # Settlements nobody waits for share the next fsync.
+        records = [make_record(f"s{n}") for n in range(5)]
+        with trio.fail_after(5):
+            for record in records:
+                await ledger.write_ahead(record, price=PRICE)
+        for record in records:
+            ledger.settle(finish(record))
+        await trio.sleep(0.1)
+        assert syncer.fsyncs == 11  # each write-ahead row waited for one; no settlement
+        with trio.fail_after(5):
+            await ledger.flush()
+        assert syncer.fsyncs == 12
+    assert {row["outcome"] for row in read_rows(str(tmp_path / "l.db"))} == {"completed"}
 
 
 # ------------------------------------------------- reports from the threads to trio

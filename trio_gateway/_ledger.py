@@ -683,6 +683,8 @@ class Ledger:
         def reached() -> bool:
             return (self._durable_seq if durable else self._committed_seq) >= seq
 
+        if durable and self._durable_seq < seq:
+            self._writer.hurry(seq)
         await self._until(lambda: reached() or self._state == "closed" or not self._writer_alive)
         return reached()
 

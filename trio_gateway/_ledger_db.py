@@ -242,10 +242,18 @@ class Writer:
     def wait_committed(self, seq: int, timeout: float) -> bool:
         """Block (a worker thread, never trio's) until op ``seq`` is committed and durable,
         or ``timeout``."""
+        self.hurry(seq)
         with self._committed:
             return self._committed.wait_for(
                 lambda: self._durable_seq >= seq or self._finished, timeout
             )
+
+    def hurry(self, seq: int) -> None:
+        """Somebody waits for op ``seq`` to be durable: the WAL syncer fsyncs it without
+        spacing that fsync out (``WalSyncer.hurry``)."""
+        syncer = self._syncer
+        if syncer is not None:
+            syncer.hurry(seq)
 
     def stop(self, timeout: float, *, abandon: bool) -> bool:
         """Stop the thread: after what is queued now, or (``abandon``) after the current

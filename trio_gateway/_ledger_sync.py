@@ -8,13 +8,20 @@ and so did the other workers' writers, for the lock. Here the writer commits eve
 with ``synchronous=NORMAL`` and hands the batches that need durability (settlements,
 checkpoints, rejections; write-ahead rows under ``write_ahead_sync = "full"``) to this
 thread, which fsyncs the ``-wal`` file and then reports them durable. The writer goes on
-with the next batch meanwhile. The WAL is one file that only grows between checkpoints
+with the next batch meanwhile. Under load the fsyncs are spaced at least ``min_interval``
+apart, each covering every batch committed meanwhile, unless a task waits for one
+(:meth:`WalSyncer.hurry`): a settlement nobody waits for is durable against a power loss a
+few milliseconds later, and the fsyncs (with their thread wake-ups) per request fall from
+about one to a fraction. The WAL is one file that only grows between checkpoints
 (SQLite syncs it before each checkpoint in any mode), and an fsync covers the whole inode:
 every frame committed before the fsync started, which is what ``FULL`` gives per commit.
 
 Invariants:
     * Batches are reported durable in commit order, each only after an fsync that started
       after its ``COMMIT`` returned; a batch that needs none, after every earlier one.
+    * An fsync waits for the interval only while nobody waits for a batch it would cover:
+      :meth:`hurry` with a seq still queued or not yet submitted starts it at once, and the
+      thread stops waiting when ``stop`` is called.
     * A failed fsync is retried with backoff, nothing reported durable before one succeeds,
       until it succeeds or the writer is abandoned.
     * The file synced is the current ``-wal``: its inode is checked before each fsync and
@@ -24,8 +31,10 @@ Invariants:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Final
@@ -37,14 +46,23 @@ logger = logging.getLogger("trio_gateway.ledger")
 #: Retry backoff of a failed fsync: first and largest delay (seconds).
 _FIRST_BACKOFF: Final = 0.01
 _MAX_BACKOFF: Final = 1.0
+#: Least time from the start of one fsync to the start of the next, unless hurried.
+MIN_INTERVAL: Final = 0.005
 
 
 class WalSyncer:
     """One daemon thread that fsyncs ``wal_path`` for the batches :meth:`submit` hands it,
-    then calls ``on_durable(last_seq)`` (on this thread; must neither block nor raise)."""
+    then calls ``on_durable(last_seq)`` (on this thread; must neither block nor raise).
+    Fsyncs start at least ``min_interval`` seconds apart (default :data:`MIN_INTERVAL`)
+    unless :meth:`hurry` is called."""
 
     def __init__(
-        self, wal_path: str, *, on_durable: Callable[[int], None], abandon: threading.Event
+        self,
+        wal_path: str,
+        *,
+        on_durable: Callable[[int], None],
+        abandon: threading.Event,
+        min_interval: float | None = None,
     ) -> None:
         self.wal_path = wal_path
         self._on_durable = on_durable
@@ -54,6 +72,10 @@ class WalSyncer:
         self._queue: deque[tuple[int, bool]] = deque()  # (last_seq, needs an fsync)
         self._busy = False  # a taken part of the queue is being synced
         self._stopping = False
+        self._min_interval = MIN_INTERVAL if min_interval is None else min_interval
+        self._last_sync = -math.inf  # time.monotonic() at the start of the last fsync
+        self._reported = 0  # the last seq reported durable
+        self._hurried = 0  # a task waits for every op up to this seq to be durable
         self._thread = threading.Thread(target=self._run, name="ledger-wal-sync", daemon=True)
         self.fsyncs = 0
 
@@ -73,17 +95,26 @@ class WalSyncer:
             self._queue.append((last_seq, needs_sync))
             self._changed.notify_all()
 
+    def hurry(self, seq: int) -> None:
+        """A task waits for op ``seq`` to be durable: sync it without waiting for the
+        interval (now if it is queued, else as soon as it is submitted)."""
+        with self._changed:
+            if seq > self._hurried:
+                self._hurried = seq
+                self._changed.notify_all()
+
     def stop(self, timeout: float) -> bool:
         """Sync what is queued (unless abandoned), then end the thread; closes the file.
-        Returns whether the thread ended within ``timeout``."""
+        Returns whether the thread ended within ``timeout``. Idempotent."""
         with self._changed:
             self._stopping = True
             self._changed.notify_all()
         if self._thread.ident is not None:
             self._thread.join(timeout)
         ended = not self._thread.is_alive()
-        if ended:
+        if ended and self._fd >= 0:
             os.close(self._fd)
+            self._fd = -1
         return ended
 
     def _run(self) -> None:
@@ -92,23 +123,37 @@ class WalSyncer:
                 self._changed.wait_for(lambda: bool(self._queue) or self._stopping)
                 if not self._queue:
                     return  # stopping, nothing left
+                if any(needs for _, needs in self._queue):
+                    self._space_out()
                 taken = list(self._queue)
                 self._queue.clear()
                 self._busy = True
             try:
                 if any(needs for _, needs in taken) and not self._sync():
                     return  # abandoned: the owner logs what is left
-                self._on_durable(taken[-1][0])
+                self._reported = taken[-1][0]
+                self._on_durable(self._reported)
             finally:
                 with self._changed:
                     self._busy = False
                     self._changed.notify_all()
+
+    def _space_out(self) -> None:
+        """Wait (holding ``_changed``) until ``min_interval`` after the last fsync began,
+        while nobody is hurrying and the syncer is not stopping; more batches queue meanwhile."""
+        until = self._last_sync + self._min_interval
+        while not self._stopping and self._hurried <= self._reported:
+            remaining = until - time.monotonic()
+            if remaining <= 0:
+                return
+            self._changed.wait(remaining)
 
     def _sync(self) -> bool:
         """fsync the current WAL file, retrying failures; False if abandoned meanwhile."""
         delay = _FIRST_BACKOFF
         while True:
             try:
+                self._last_sync = time.monotonic()
                 if self._reopen_if_replaced():
                     os.fsync(self._fd)
                     self.fsyncs += 1
