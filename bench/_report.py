@@ -269,13 +269,13 @@ def _events(s: Sample) -> float:
     return s.num("events_per_s")
 
 
+_NATIVE_ONE: Final = "trio_gateway wrk+nginx pass"
+_NATIVE_TWO: Final = "trio_gateway wrk+nginx x2 pass"
+
+
 def _scaling(index: _Index, row: str, getter: Getter) -> float:
     """Two workers over one with the native harness (see ``_Index.ratio``)."""
     return index.ratio("scaling", row, _NATIVE_TWO, _NATIVE_ONE, getter)
-
-
-_NATIVE_ONE: Final = "trio_gateway wrk+nginx pass"
-_NATIVE_TWO: Final = "trio_gateway wrk+nginx x2 pass"
 
 
 def _ms_per_request(sample: Sample, cpu_s: float) -> float:

@@ -123,16 +123,17 @@ class WalSyncer:
                 self._changed.wait_for(lambda: bool(self._queue) or self._stopping)
                 if not self._queue:
                     return  # stopping, nothing left
-                if any(needs for _, needs in self._queue):
-                    self._space_out()
-                taken = list(self._queue)
+                needs_sync = any(needs for _, needs in self._queue)
+                if needs_sync:
+                    self._space_out()  # what queues meanwhile joins this fsync
+                last_seq = self._queue[-1][0]
                 self._queue.clear()
                 self._busy = True
             try:
-                if any(needs for _, needs in taken) and not self._sync():
+                if needs_sync and not self._sync():
                     return  # abandoned: the owner logs what is left
-                self._reported = taken[-1][0]
-                self._on_durable(self._reported)
+                self._reported = last_seq
+                self._on_durable(last_seq)
             finally:
                 with self._changed:
                     self._busy = False
