@@ -370,14 +370,14 @@ async def test_locked_database_delays_settlement_not_the_trio_loop(
     tmp_path: Path, hold: float
 ) -> None:
     db = tmp_path / "ledger.db"
-    lateness: list[float] = []
+    lateness: list[tuple[float, float]] = []  # (when a tick began, how late it ended)
 
     async def tick(task_status: trio.TaskStatus[None]) -> None:
         task_status.started()
         while True:
             before = time.perf_counter()
             await trio.sleep(0.005)
-            lateness.append(time.perf_counter() - before - 0.005)
+            lateness.append((before, time.perf_counter() - before - 0.005))
 
     async with open_ledger(db, busy_timeout=0.02) as ledger, trio.open_nursery() as nursery:
         records = [make_record(f"req-{n}") for n in range(100)]
@@ -397,6 +397,9 @@ async def test_locked_database_delays_settlement_not_the_trio_loop(
             # over 20 s. (The bound was 0.05 s, which a 3.5x slower hour of the CI VM broke.)
             assert time.perf_counter() - before < 0.5
             assert 0 < ledger.pending <= 2 * len(records) + 50  # checkpoints coalesced
+            # The ticks from here measure the event loop while the writer waits for the lock;
+            # the burst above is this test's own synchronous code, bounded just above.
+            after_burst = time.perf_counter()
 
             write_ahead_done = trio.Event()
 
@@ -413,7 +416,8 @@ async def test_locked_database_delays_settlement_not_the_trio_loop(
             await ledger.flush()
         nursery.cancel_scope.cancel()
         assert ledger.statistics().retries > 0
-    assert max(lateness) < 0.05, max(lateness)
+    late = max(late for began, late in lateness if began >= after_burst)
+    assert late < 0.05, late
     rows = {row["request_id"]: row for row in read_rows(str(db))}
     assert len(rows) == len(records) + 1
     for n, record in enumerate(records):
