@@ -1,10 +1,10 @@
-"""A small, cancel-safe HTTP/1.1 client for upstream calls, on trio + h11.
+"""A small, cancel-safe HTTP/1.1 client for upstream calls, on trio.
 
 Theory of operation: a :class:`ConnectionPool` owns the keep-alive connections to ONE origin.
 :meth:`ConnectionPool.send` lends a connection to one request (popped LIFO from a deque of idle
 connections, or freshly connected), writes the request in a single ``send_all`` and waits for
 the response head. The :class:`UpstreamResponse` it returns owns the connection until
-:meth:`UpstreamResponse.aclose` gives it back (body fully read, both h11 sides ``DONE``) or
+:meth:`UpstreamResponse.aclose` gives it back (body fully read, keep-alive on both sides) or
 closes it hard.
 
 Why not httpx (STACK-FACTS.md §1, §4): httpcore walks every connection on each request start
@@ -20,12 +20,12 @@ Invariants:
       the left end the oldest (evicted and expired first).
     * ``UpstreamResponse.receive_some`` awaits only inside ``Stream.receive_some``, whose
       cancellation consumes nothing, and never while holding body bytes it has not returned.
-    * h11 parses the request and the response head; the body is de-framed by
-      :class:`~trio_gateway._http1_body.BodyReader` (h11's event per chunk was the largest
-      share of the gateway's own per-event CPU), starting from the bytes h11 read past the
-      head. A connection is reused only if the head allowed keep-alive (h11's side of ours
-      is ``DONE``) and the body ended by its framing with nothing after it; it then gets a
-      fresh h11 state for the next request.
+    * The heads are written and parsed by :mod:`~trio_gateway._http1_head` and the body is
+      de-framed by :class:`~trio_gateway._http1_body.BodyReader`, starting from the bytes
+      read past the head; both accept exactly what h11 0.16 accepts, at a fraction of its
+      cost (h11's events were the largest share of the upstream client's CPU). A connection
+      is reused only if neither head turned keep-alive off and the body ended by its
+      framing with nothing after it.
     * Error messages never contain the host, an address, a port or a foreign exception's text;
       those go to the DEBUG log only.
 
@@ -49,11 +49,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
-from typing import Final, Literal, Self, TypeAlias, cast
+from typing import Final, Literal, Self, TypeAlias
 from urllib.parse import urlsplit
 
 import certifi
-import h11
 import trio
 
 from trio_gateway._errors import (
@@ -63,6 +62,7 @@ from trio_gateway._errors import (
     UpstreamUnavailable,
 )
 from trio_gateway._http1_body import BodyReader, FramingError, body_framing
+from trio_gateway._http1_head import HeadError, ResponseHead, encode_request, read_head
 
 __all__ = [
     "ConnectionPool",
@@ -213,22 +213,20 @@ class PoolStatistics:
 
 
 class _Connection:
-    """One socket plus its h11 state machine; owned by the pool or by one request.
+    """One socket; owned by the pool or by one request."""
 
-    ``h11`` is ``None`` while a response body is read (the body reader needs no h11, and an
-    open stream should not keep h11's state: about 1 KB per stream); a reused connection
-    gets a fresh one.
-    """
-
-    __slots__ = ("h11", "idle_since", "stream")
+    __slots__ = ("idle_since", "stream")
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
-        self.h11: h11.Connection | None = _new_h11()
         self.idle_since = 0.0
 
-    async def request(self, request: h11.Request, body: bytes) -> h11.Response:
-        """Send one request in a single write and read up to the final response head.
+    async def request(self, request: bytes) -> tuple[ResponseHead, bytes, bool]:
+        """Send one request (head and body) in a single write and read up to the final
+        response head, skipping informational (1xx) ones.
+
+        Returns:
+            ``(head, the bytes read past it, whether the connection has ended)``.
 
         Raises:
             _StaleConnectionError: the write failed, or the connection ended, before any
@@ -236,21 +234,18 @@ class _Connection:
             UpstreamUnavailable: the connection broke in the middle of the head.
             UpstreamProtocolError: the head is malformed.
         """
-        conn = self.h11
-        if conn is None:  # not reached: a released reusable connection gets a fresh one
-            conn = self.h11 = _new_h11()
-        pieces: list[bytes] = []
-        outgoing = (request, h11.Data(data=body)) if body else (request,)
-        for message in (*outgoing, h11.EndOfMessage()):
-            pieces += conn.send_with_data_passthrough(message) or ()
         try:
-            await self.stream.send_all(b"".join(pieces))
+            await self.stream.send_all(request)
         except _STREAM_ERRORS as exc:
             raise _StaleConnectionError from exc
-        received_any = False
+        buffer = bytearray()
+        eof = received_any = False
         while True:
-            event = _next_event(conn, "malformed response head from upstream")
-            if event is h11.NEED_DATA:
+            try:
+                head = read_head(buffer, eof=eof, max_incomplete=_MAX_HEAD_SIZE)
+            except HeadError as exc:
+                raise UpstreamProtocolError("malformed response head from upstream") from exc
+            if head is None:
                 try:
                     data = await self.stream.receive_some(_RECEIVE_SIZE)
                 except _STREAM_ERRORS as exc:
@@ -260,11 +255,10 @@ class _Connection:
                 if not data and not received_any:
                     raise _StaleConnectionError
                 received_any = True
-                _feed(conn, data)
-            elif isinstance(event, h11.Response):
-                return event
-            elif not isinstance(event, h11.InformationalResponse):
-                raise UpstreamProtocolError("upstream ended the connection inside a response head")
+                eof = not data
+                buffer += data
+            elif head.status >= 200:
+                return head, bytes(buffer), eof
 
     def is_readable(self) -> bool:
         """Non-blocking: has an idle connection received data, EOF or an error?
@@ -310,7 +304,7 @@ class ConnectionPool:
             around each request two connections per client are briefly in use. With 64 the
             bench's 64 and 128 concurrent streams closed and reopened connections all the
             time: 1024 cut CPU per 20-token stream at c=64 by about 15 % (bench/README.md).
-            Idle connections are cheap (a socket and an h11 state) and expire anyway.
+            Idle connections are cheap (a socket) and expire anyway.
         idle_expiry: an idle connection older than this many seconds is closed, not reused.
     """
 
@@ -374,13 +368,14 @@ class ConnectionPool:
         **Resource handling:** on every failure the connection is closed hard; on success
         it belongs to the returned response.
         """
-        request = self._build_request(method, target, headers, body)
+        request, keep_alive = self._build_request(method, target, headers, body)
+        exchange = partial(self._exchange, request=request, method=method, keep_alive=keep_alive)
         self._active += 1
         try:
             conn = await self._checkout_idle()
             if conn is not None:
                 try:
-                    return await self._exchange(conn, request, body)
+                    return await exchange(conn)
                 except _StaleConnectionError as stale:
                     logger.debug(
                         "reused connection failed before the response; retrying once",
@@ -388,7 +383,7 @@ class ConnectionPool:
                     )
             conn = await self._connect()
             try:
-                return await self._exchange(conn, request, body)
+                return await exchange(conn)
             except _StaleConnectionError as stale:
                 cause = stale.__cause__
                 if cause is None:
@@ -412,7 +407,8 @@ class ConnectionPool:
 
     def _build_request(
         self, method: str, target: str, headers: Sequence[tuple[bytes, bytes]], body: bytes
-    ) -> h11.Request:
+    ) -> tuple[bytes, bool]:
+        """The request's bytes and whether it leaves keep-alive on (``encode_request``)."""
         for name, _ in headers:
             if name.lower() in _RESERVED_HEADERS:
                 raise ValueError("Host, Content-Length and Transfer-Encoding are set by the pool")
@@ -420,8 +416,8 @@ class ConnectionPool:
         if body or method in _METHODS_WITH_BODY:
             framing.append((b"content-length", b"%d" % len(body)))
         try:
-            return h11.Request(method=method, target=target, headers=[*framing, *headers])
-        except h11.LocalProtocolError as exc:
+            return encode_request(method, target, [*framing, *headers], body)
+        except ValueError as exc:
             raise ValueError("invalid request method, target or header") from exc
 
     async def _checkout_idle(self) -> _Connection | None:
@@ -460,14 +456,16 @@ class ConnectionPool:
         return _Connection(stream)
 
     async def _exchange(
-        self, conn: _Connection, request: h11.Request, body: bytes
+        self, conn: _Connection, *, request: bytes, method: str, keep_alive: bool
     ) -> UpstreamResponse:
         try:
-            head = await conn.request(request, body)
+            head, unread, eof = await conn.request(request)
         except BaseException:
             await _close_hard(conn.stream)
             raise
-        return UpstreamResponse(self, conn, head, method=request.method.decode("ascii"))
+        return UpstreamResponse(
+            self, conn, head, unread, eof=eof, method=method, keep_alive=keep_alive
+        )
 
     async def _release(self, conn: _Connection, *, reusable: bool) -> None:
         self._active -= 1
@@ -513,25 +511,30 @@ class UpstreamResponse:
     )
 
     def __init__(
-        self, pool: ConnectionPool, conn: _Connection, head: h11.Response, *, method: str
+        self,
+        pool: ConnectionPool,
+        conn: _Connection,
+        head: ResponseHead,
+        unread: bytes,
+        *,
+        eof: bool,
+        method: str,
+        keep_alive: bool,
     ) -> None:
-        self.status: int = head.status_code
-        self.headers: list[tuple[bytes, bytes]] = list(head.headers)
+        self.status: int = head.status
+        self.headers: list[tuple[bytes, bytes]] = head.headers
         self._pool = pool
         self._conn = conn
         self._finished = False
         self._closed = False
         self._failure: UpstreamError | None = None
-        state, conn.h11 = conn.h11, None  # the head is parsed: h11 is done with (class doc)
-        assert state is not None
-        # Our side is DONE (the request was sent whole) unless the request or this head
-        # turned keep-alive off (``Connection: close``, HTTP/1.0): h11 then says MUST_CLOSE.
-        self._keep_alive = state.our_state is h11.DONE
-        # The body bytes h11 read along with the head; fed on the first receive_some, so a
+        # Off if the request or this head turned it off (``Connection: close``, HTTP/1.0).
+        self._keep_alive = keep_alive and head.keep_alive
+        # The body bytes read along with the head; fed on the first receive_some, so a
         # framing error there is raised by a read, as any other.
-        unread, self._eof = state.trailing_data
+        self._eof = eof
         self._unread: bytes | None = unread
-        framing, length = body_framing(method, head)
+        framing, length = body_framing(method, head.status, head.headers)
         self._body = (
             None
             if framing == "unsupported"
@@ -574,7 +577,7 @@ class UpstreamResponse:
         if self._finished:
             return b""
         body = self._body
-        if body is None:  # a protocol switch, which h11 would pause at
+        if body is None:  # a protocol switch (a 2xx to CONNECT)
             raise self._fail(UpstreamProtocolError("unexpected event in upstream response"))
         try:
             data = b""
@@ -619,8 +622,8 @@ class UpstreamResponse:
     async def aclose(self) -> None:
         """Release the connection: back to the pool if reusable, else closed hard.
 
-        Reusable means the body was fully read, both h11 sides are ``DONE`` (so no
-        ``Connection: close``, no HTTP/1.0) and nothing arrived after the response.
+        Reusable means the body was fully read, keep-alive is on (no ``Connection: close``
+        on either side, no HTTP/1.0) and nothing arrived after the response.
         Idempotent.
 
         **Cancellation:** never blocks and never raises :class:`trio.Cancelled`: the only
@@ -636,8 +639,6 @@ class UpstreamResponse:
         body = self._body
         reusable = self._finished and self._keep_alive and not self._eof
         reusable = reusable and body is not None and body.reusable
-        if reusable:
-            conn.h11 = _new_h11()
         await self._pool._release(conn, reusable=reusable)
 
     async def __aenter__(self) -> Self:
@@ -680,22 +681,6 @@ class UpstreamResponse:
     def _fail(self, error: UpstreamError) -> UpstreamError:
         self._failure = error
         return error
-
-
-def _next_event(conn: h11.Connection, message: str) -> object:
-    try:
-        return conn.next_event()
-    except h11.RemoteProtocolError as exc:
-        raise UpstreamProtocolError(message) from exc
-
-
-def _feed(conn: h11.Connection, data: bytes | bytearray) -> None:
-    # h11 appends to a bytearray, so any bytes-like works; its annotation says bytes.
-    conn.receive_data(cast("bytes", data))
-
-
-def _new_h11() -> h11.Connection:
-    return h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD_SIZE)
 
 
 def _lost(where: str, exc: BaseException) -> UpstreamUnavailable:

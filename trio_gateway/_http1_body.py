@@ -1,4 +1,5 @@
-"""Sans-IO de-framing of an HTTP/1.1 response body, once h11 has parsed the head.
+"""Sans-IO de-framing of an HTTP/1.1 response body, once its head has been parsed
+(``_http1_head.read_head``).
 
 Why not h11 for the body too: h11 builds a ``Data`` event, runs its state machine and copies
 through its receive buffer for every chunk; the upstream sends one chunk per SSE event, so
@@ -24,9 +25,10 @@ Invariants:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Final, Literal, TypeAlias
 
-import h11
+from trio_gateway._http1_head import BLANK_LINE, HeadError, header_fields
 
 __all__ = ["BodyReader", "Framing", "FramingError", "body_framing"]
 
@@ -35,15 +37,8 @@ Framing: TypeAlias = Literal["length", "chunked", "close", "unsupported"]
 # The grammar of h11 0.16 (_abnf.py), which follows RFC 9112 §7.1 but also takes spaces or
 # tabs before the CRLF ("some servers in the wild" send them) and any bytes but LF after a ";".
 _CHUNK_HEADER: Final = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;.*)?[ \t]*\r\n")
-# RFC 9110 §5.5 field-value as h11 parses a header line (obs-text allowed, no NUL).
 # The size line every chunk of a typical upstream has: no extension, no whitespace.
 _PLAIN_CHUNK_HEADER: Final = re.compile(rb"([0-9A-Fa-f]{1,20})\r\n")
-_HEADER_LINE: Final = re.compile(
-    rb"([-!#$%&'*+.^_`|~0-9a-zA-Z]+):[ \t]*((?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?)[ \t]*"
-)
-_OBS_FOLD: Final = re.compile(rb"[ \t]+")
-# h11 ends a header or trailer section at the first blank line, bare LF accepted.
-_BLANK_LINE: Final = re.compile(rb"\n\r?\n")
 
 # Chunked states.
 _SIZE: Final = 0  # expecting a chunk-size line
@@ -56,21 +51,23 @@ class FramingError(Exception):
     """The body's framing is malformed, or the connection ended before the body did."""
 
 
-def body_framing(method: str, head: h11.Response) -> tuple[Framing, int]:
-    """How the body of ``head`` (the answer to ``method``) is delimited; h11's ``_body_framing``.
+def body_framing(
+    method: str, status: int, headers: Sequence[tuple[bytes, bytes]]
+) -> tuple[Framing, int]:
+    """How the body of a response (``status``, ``headers`` as ``read_head`` normalised them,
+    the answer to ``method``) is delimited; h11's ``_body_framing``.
 
     Returns:
         ``("length", n)``, ``("chunked", 0)``, ``("close", 0)`` (read to end of file) or
         ``("unsupported", 0)`` (a 2xx to CONNECT switches protocols; h11 pauses there).
     """
-    status = head.status_code
     if method == "CONNECT" and 200 <= status < 300:
         return "unsupported", 0
     if status in (204, 304) or method == "HEAD":
         return "length", 0
     length = None
-    for name, value in head.headers:  # h11 lowercased the names and validated the values
-        if name == b"transfer-encoding":  # h11 admits exactly one, and only "chunked"
+    for name, value in headers:  # lowercased names, validated values (``read_head``)
+        if name == b"transfer-encoding":  # exactly one is admitted, and only "chunked"
             return "chunked", 0
         if name == b"content-length" and length is None:
             length = int(value)
@@ -226,36 +223,15 @@ class BodyReader:
             return pos + 1
         if data.startswith(b"\r\n", pos):
             return pos + 2
-        blank = _BLANK_LINE.search(data, pos + self._scanned)
+        blank = BLANK_LINE.search(data, pos + self._scanned)
         if blank is None:
             self._scanned = max(0, len(data) - pos - 2)
             return -1
         self._scanned = 0
-        _check_trailer(data[pos : blank.start()].split(b"\n"))
+        # Validated as a header section, as h11 does, then discarded (RFC 9110 §6.5.1 lets
+        # a recipient drop trailers it does not understand).
+        try:
+            header_fields(data[pos : blank.start()].split(b"\n"))
+        except HeadError as exc:
+            raise FramingError("illegal trailer section") from exc
         return blank.end()
-
-
-def _check_trailer(lines: list[bytes]) -> None:
-    """Validate trailer lines as h11 does (obsolete line folding joined, then each line a
-    header field, then h11's own header checks); they are discarded (RFC 9110 §6.5.1 lets a
-    recipient drop trailers it does not understand)."""
-    fields: list[bytes] = []
-    for raw in lines:
-        line = raw.removesuffix(b"\r")
-        fold = _OBS_FOLD.match(line)
-        if fold is None:
-            fields.append(line)
-        elif not fields:
-            raise FramingError("continuation line at start of the trailer")
-        else:
-            fields[-1] += b" " + line[fold.end() :]
-    pairs: list[tuple[bytes, bytes]] = []
-    for line in fields:
-        field = _HEADER_LINE.fullmatch(line)
-        if field is None:
-            raise FramingError("illegal trailer line")
-        pairs.append((field[1], field[2]))
-    try:
-        h11.EndOfMessage(headers=pairs)  # Content-Length and Transfer-Encoding rules
-    except h11.LocalProtocolError as exc:
-        raise FramingError("illegal trailer field") from exc
