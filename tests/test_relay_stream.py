@@ -747,6 +747,24 @@ def _strings(value: object) -> list[str]:
     return []
 
 
+@ALL
+async def test_the_last_bytes_end_the_body_in_the_same_message(
+    make_gateway: GatewayFactory, mock: MockUpstream, protocol: Protocol
+) -> None:
+    # The terminal event and the end of the body travel in one ASGI message (one hypercorn
+    # app_send fewer per stream), not as bytes followed by an empty closing message.
+    _, client = await make_gateway()
+    body = request_body(protocol, "mock-text:tokens=3")
+    async with client.stream("POST", PATHS[protocol], json=body, headers=auth(protocol)) as resp:
+        chunks = []
+        while (chunk := await resp.next_chunk()) is not None:
+            chunks.append(chunk)
+    assert resp.complete
+    assert chunks[-1], chunks  # the message that ended the body carried bytes
+    assert_terminal(protocol, chunks[-1])
+    assert_terminal(protocol, b"".join(chunks))
+
+
 # --------------------------------------------------------------------------- usage rows
 
 

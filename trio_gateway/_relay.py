@@ -498,7 +498,14 @@ class Relay:
         ex.queued_bytes -= size
         ex.writing = True
         if size <= _SLICE_BYTES:
-            await reply.write(first if len(parts) == 1 else b"".join(parts))
+            data = first if len(parts) == 1 else b"".join(parts)
+            if isinstance(pending, _End):
+                # The stream's last bytes end the body in the same ASGI message: one
+                # hypercorn ``app_send`` and one writer round fewer per stream (the caller's
+                # ``finish`` then does nothing).
+                await reply.finish(data)
+            else:
+                await reply.write(data)
         else:
             for piece in _slices(parts, _SLICE_BYTES):
                 await reply.write(piece)
