@@ -41,11 +41,11 @@ _TOKEN_RE: Final = re.compile(_TOKEN)
 _FIELD_VALUE_RE: Final = re.compile(_FIELD_VALUE)
 _TARGET_RE: Final = re.compile(rb"[\x21-\x7e]+")
 #: A header line, matched whole: name, colon, optional whitespace, value, whitespace.
-HEADER_LINE: Final = re.compile(rb"(" + _TOKEN + rb"):[ \t]*(" + _FIELD_VALUE + rb")[ \t]*")
+_HEADER_LINE: Final = re.compile(rb"(" + _TOKEN + rb"):[ \t]*(" + _FIELD_VALUE + rb")[ \t]*")
 #: A status line, matched whole; ``http_version`` and ``status_code`` are groups 1 and 2.
 _STATUS_LINE: Final = re.compile(rb"HTTP/([0-9]\.[0-9]) ([0-9]{3})(?: (?:[ \t]|[^\x00\s])*)?")
 #: The leading whitespace of an obsolete line folding (a continuation line).
-OBS_FOLD: Final = re.compile(rb"[ \t]+")
+_OBS_FOLD: Final = re.compile(rb"[ \t]+")
 #: The end of a header section: the first blank line, bare LF accepted.
 BLANK_LINE: Final = re.compile(rb"\n\r?\n")
 _CONTENT_LENGTH_RE: Final = re.compile(rb"[0-9]+")
@@ -173,7 +173,7 @@ def _section(lines: Sequence[bytes]) -> list[_Field]:
     joined: list[bytes] = []
     for raw in lines:
         line = raw.removesuffix(b"\r")
-        fold = OBS_FOLD.match(line)
+        fold = _OBS_FOLD.match(line)
         if fold is None:
             joined.append(line)
         elif not joined:
@@ -182,7 +182,7 @@ def _section(lines: Sequence[bytes]) -> list[_Field]:
             joined[-1] += b" " + line[fold.end() :]
     pairs: list[tuple[bytes, bytes]] = []
     for line in joined:
-        field = HEADER_LINE.fullmatch(line)
+        field = _HEADER_LINE.fullmatch(line)
         if field is None:
             raise HeadError("illegal header line")
         pairs.append((field[1], field[2]))
