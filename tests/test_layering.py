@@ -7,7 +7,7 @@
    Dynamic imports (``__import__``, ``importlib.import_module``) are refused there too,
    since this test could not see what they load.
 2. No module under ``trio_gateway/`` imports httpx (or httpcore) at runtime: the upstream
-   side is trio + h11 by design (docs/architecture.md). Imports under
+   side is hand-rolled on trio by design (docs/architecture.md). Imports under
    ``if TYPE_CHECKING:`` are allowed.
 3. No ``async def`` under ``trio_gateway/`` takes a parameter named ``timeout``: timeouts
    belong to the caller as cancel scopes (STYLE.md §1.3; flake8-async ASYNC109).
