@@ -27,7 +27,14 @@ import trio
 
 from trio_gateway._config import Price
 from trio_gateway._errors import ServiceUnavailable
-from trio_gateway._ledger import AttemptRecord, Ledger, LedgerError, read_rows, spent_since
+from trio_gateway._ledger import (
+    _GROUP_WAIT,
+    AttemptRecord,
+    Ledger,
+    LedgerError,
+    read_rows,
+    spent_since,
+)
 from trio_gateway._ledger_db import Op, Writer, _begin, open_database
 from trio_gateway._protocol._pricing import cost_usd
 from trio_gateway._protocol._usage import Usage
@@ -454,6 +461,8 @@ async def test_full_queue_spills_into_the_overflow_in_order(tmp_path: Path) -> N
             ledger.record_rejection(make_record("rejected-early", 0))
             for record in records:
                 ledger.settle(finish(record))  # never blocks, even with the queue full
+            # The trio thread's group: its timer meets the lock and queues it for the writer.
+            await trio.sleep(_GROUP_WAIT * 4)
             assert ledger.statistics().overflow > 4
             ledger.record_rejection(make_record("rejected-late", 0))  # dropped: bounded
             with trio.move_on_after(0.05) as waited:

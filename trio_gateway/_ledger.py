@@ -18,15 +18,25 @@ locked database delays settlement, never a stream:
   ``interrupted``, priced from their last checkpoint (``_ledger_db.recover``).
 - When the writer thread has nothing outstanding (every op so far committed), an op is
   committed on the trio thread instead, on a connection of its own that never waits for a
-  lock, never checkpoints and never fsyncs (``_ledger_db.open_direct``): one
-  ``BEGIN IMMEDIATE`` … ``COMMIT`` of about 35 µs of CPU, then the WAL syncer's fsync as for
-  the writer's batches. That replaces two thread hand-offs per op, and the GIL contention of
-  a second thread running SQLite beside the streams: at c=64 it cost more CPU than the
-  writer's batching saved (``bench/README.md``). If the lock is taken (another worker, any
-  other connection) or SQLite fails, the op is queued for the writer as usual, in the same
-  order. A commit that took longer than ``_DIRECT_SLOW`` (a stalled disk) sends the ops of
-  the next ``_DIRECT_PAUSE`` seconds to the writer, so a slow disk stalls the event loop for
-  at most one commit per pause.
+  lock, never checkpoints and never fsyncs (``_ledger_db.open_direct``), then goes to the
+  WAL syncer's fsync as for the writer's batches. That replaces two thread hand-offs per
+  op, and the GIL contention of a second thread running SQLite beside the streams: at c=64
+  it cost more CPU than the writer's batching saved (``bench/README.md``).
+- Such ops form a *group*, committed in one ``BEGIN IMMEDIATE`` … ``COMMIT``. A
+  write-ahead row commits the group after the checkpoint it owes anyway, so the ops other
+  tasks added in that scheduler round, and the settlements since the last write-ahead
+  row, share its transaction. A group with no write-ahead row is committed by a timer
+  task ``_GROUP_WAIT`` after its first op. A group is committed at once when it reaches
+  ``_GROUP_MAX`` ops, when the ledger is closing, and when no other attempt is in flight:
+  then no write-ahead row is coming soon, and at concurrency 1 waiting for the next
+  request's would put this commit on the way to its first token. While a group is open
+  every new op joins it, so the order holds. At c=64 this cut the gateway's CPU per
+  stream by a fifth (the WAL's locks, frames and fsyncs per request: ``bench/README.md``).
+- If the lock is taken (another worker, any other connection) or SQLite fails, the
+  group's ops are queued for the writer as usual, in the same order. A commit that took
+  longer than ``_DIRECT_SLOW`` (a stalled disk) sends the ops of the next
+  ``_DIRECT_PAUSE`` seconds to the writer, so a slow disk stalls the event loop for at
+  most one commit per pause.
 - The threads' reports (a batch committed, a batch synced) are queued for the trio side,
   which applies them when it next looks (a waiting task, ``pending``, ``statistics``).
   They wake the trio thread only for a task that waits, an overflow that needs room, or
@@ -42,6 +52,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import queue
 import secrets
@@ -53,7 +64,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from functools import partial
+from functools import lru_cache, partial
 from typing import Final, Literal, TypeVar
 
 import trio
@@ -69,7 +80,7 @@ from ._ledger_db import (
     LedgerError,
     Op,
     Writer,
-    commit_alone,
+    commit_group,
     cost_columns,
     is_busy,
     open_direct,
@@ -114,9 +125,14 @@ _CLOSE_FLUSH: Final = 10.0
 #: ``_DIRECT_PAUSE`` seconds to the writer thread (``Ledger._commit_directly``).
 _DIRECT_SLOW: Final = 0.01
 _DIRECT_PAUSE: Final = 1.0
-#: At most this many ops in a row are committed on the trio thread; the next goes to the
-#: writer, whose commit checkpoints the WAL when it is due (``Ledger._commit_directly``).
+#: At most about this many ops in a row are committed on the trio thread; the next goes to
+#: the writer, whose commit checkpoints the WAL when it is due (``Ledger._may_group``).
 _DIRECT_RUN: Final = 100
+#: An op taken for the trio thread's group waits at most this long (seconds) for a
+#: write-ahead row to be committed with; then the group's timer commits it.
+_GROUP_WAIT: Final = 0.005
+#: Most ops in one transaction on the trio thread.
+_GROUP_MAX: Final = 64
 #: Reports the threads queue before they wake trio although no task waits (bounds that
 #: queue when nothing waits for long, e.g. a stream of rejections).
 _REPORTS_HELD: Final = 64
@@ -213,15 +229,23 @@ def _key(record: AttemptRecord) -> _Key:
     return (record.request_id, record.attempt)
 
 
+@lru_cache(maxsize=256)
 def _price_json(price: Price | None) -> str | None:
-    """The ``price`` column: the five prices as exact decimal strings (for recovery)."""
+    """The ``price`` column: the five prices as exact decimal strings (for recovery).
+    Cached: a gateway has a few prices, and every write-ahead row stores one."""
     if price is None:
         return None
     return json.dumps({name: str(getattr(price, name)) for name in PRICE_FIELDS})
 
 
-def _row_params(record: AttemptRecord) -> dict[str, object]:
-    return record.as_json() | {"cost_picousd": cost_columns(record.cost_usd)["cost_picousd"]}
+def _row_params(
+    record: AttemptRecord, fields: dict[str, object] | None = None
+) -> dict[str, object]:
+    """The row's parameters: ``fields`` (``record.as_json()``, if the caller has it) and the
+    cost in picodollars."""
+    if fields is None:
+        fields = record.as_json()
+    return fields | {"cost_picousd": cost_columns(record.cost_usd)["cost_picousd"]}
 
 
 class Ledger:
@@ -281,8 +305,15 @@ class Ledger:
         self._waiting = 0
         self._token: trio.lowlevel.TrioToken | None = None
         #: The trio thread's own connection, for ops the idle writer need not take
-        #: (``_commit_directly``); only with a WAL syncer to fsync what it commits.
+        #: (``_commit_group``); only with a WAL syncer to fsync what it commits.
         self._direct: sqlite3.Connection | None = None
+        #: Ops taken for that connection and not yet committed: consecutive seqs, the
+        #: oldest uncommitted ops of all (the writer has nothing outstanding before them).
+        self._group: list[Op] = []
+        #: The sleep of the group's timer task (``_run_timer``); its deadline is set when
+        #: an op joins a group and the timer is not already running.
+        self._timer = trio.CancelScope()
+        self._timer_stop = trio.CancelScope()
         self._direct_run = 0  # ops committed on it since the last one left to the writer
         self._direct_paused_until = 0.0  # time.monotonic() before which ops go to the writer
         self._next_seq = 1
@@ -332,6 +363,8 @@ class Ledger:
         self._started = True
         if self._writer.syncs_the_wal:
             self._direct = await trio.to_thread.run_sync(open_direct, self.path)
+            if self._direct is not None:
+                trio.lowlevel.spawn_system_task(self._run_timer, name="ledger-group-timer")
         return result[0]
 
     async def aclose(self) -> None:
@@ -351,6 +384,7 @@ class Ledger:
             return
         self._state = "closing"
         self._progress.unpark_all()  # write_ahead waiting for room now refuses
+        self._commit_group()  # from here on, ops taken for the trio thread commit at once
         with trio.CancelScope(shield=True):
             flushed = await self._drain(deadline=time.monotonic() + _CLOSE_FLUSH)
             stop = partial(self._writer.stop, self._busy_timeout + 1, abandon=not flushed)
@@ -368,6 +402,7 @@ class Ledger:
 
     def _close(self, problem: str | None = None) -> None:
         self._state = "closed"
+        self._timer_stop.cancel()
         if self._direct is not None:
             self._direct.close()
             self._direct = None
@@ -463,11 +498,12 @@ class Ledger:
         # One structured line per settled attempt (docs/operations.md); upstream faults are
         # warnings. Fields: names, counts and times only: never a key or prompt content.
         level = logging.WARNING if record.outcome in _FAULTS else logging.INFO
-        logger.log(level, "attempt settled", extra={"fields": record.as_json()})
+        fields = record.as_json()
+        logger.log(level, "attempt settled", extra={"fields": fields})
         if self._state == "closed":
             logger.error("ledger %s is closed: settle of %s not written", self.path, key)
         else:
-            self._enqueue(SETTLE_SQL, _row_params(record))
+            self._enqueue(SETTLE_SQL, _row_params(record, fields))
         return True
 
     def record_rejection(self, record: AttemptRecord) -> None:
@@ -538,32 +574,33 @@ class Ledger:
     # ----------------------------------------------------------------- internals
 
     def _enqueue(self, sql: str, params: dict[str, object], *, full: bool = True) -> Op:
-        """Take the next seq for this op and commit it here (``_commit_directly``) or queue
-        it for the writer; either way ``_wait_committed(op.seq)`` waits for it."""
+        """Take the next seq for this op and add it to the trio thread's group
+        (``_commit_group``) or queue it for the writer; either way
+        ``_wait_committed(op.seq)`` waits for it."""
         op = Op(seq=self._next_seq, sql=sql, params=params, full=full)
         self._next_seq += 1
-        if self._commit_directly(op):
-            return op
         self._pending += 1
+        group = self._group
+        if group or self._may_group(op):
+            group.append(op)  # behind the group's ops, so in order
+            if len(group) >= _GROUP_MAX or self._state != "running" or not self._open:
+                # With no other attempt in flight, no write-ahead row is coming soon: at
+                # c=1 waiting for the next request's put this commit on its first token.
+                self._commit_group()
+            elif self._timer.deadline == math.inf:
+                self._timer.deadline = trio.current_time() + _GROUP_WAIT
+            return op
         if self._overflow or not self._offer(op):
             self._overflow.append(op)  # keeps the order: nothing overtakes the overflow
         return op
 
-    def _commit_directly(self, op: Op) -> bool:
-        """Commit ``op`` on the trio thread if the writer has nothing outstanding and the
-        write lock is free at once; False (nothing written) to queue it instead.
-
-        Nothing outstanding (``Writer.committed_seq`` is the op before): the queue is
-        empty and the writer idle, so this op keeps the queue's order and the watermarks
-        stay true. The connection never waits (``busy_timeout`` 0: a taken lock fails
-        ``BEGIN IMMEDIATE`` at once), never checkpoints and never fsyncs; an op that needs
-        durability goes to the WAL syncer like a batch of the writer. A commit slower than
-        ``_DIRECT_SLOW`` (the disk stalls, and so did the event loop) pauses this path for
-        ``_DIRECT_PAUSE`` seconds: the writer thread waits out a slow disk instead.
-        """
-        connection = self._direct
+    def _may_group(self, op: Op) -> bool:
+        """Whether ``op`` may start a group for the trio thread's connection: there is one,
+        the writer has nothing outstanding (``Writer.committed_seq`` is the op before, so
+        the group keeps the queue's order and the watermarks stay true), no slow commit
+        paused this path, and the writer's turn to checkpoint the WAL has not come."""
         if (
-            connection is None
+            self._direct is None
             or self._overflow
             or self._writer.committed_seq != op.seq - 1
             or time.monotonic() < self._direct_paused_until
@@ -575,13 +612,31 @@ class Ledger:
             # gateway's WAL grew without bound (250 MB after 12 k requests).
             self._direct_run = 0
             return False
+        return True
+
+    def _commit_group(self) -> None:
+        """Commit the group in one transaction on the trio thread's connection, which never
+        waits for the lock, never checkpoints and never fsyncs; ops that need durability go
+        to the WAL syncer like a batch of the writer. If the lock is taken or SQLite fails,
+        the ops are queued for the writer instead, in order. A commit slower than
+        ``_DIRECT_SLOW`` (the disk stalls, and so did the event loop) sends the ops of the
+        next ``_DIRECT_PAUSE`` seconds to the writer thread, which waits out a slow disk.
+        """
+        group = self._group
+        connection = self._direct
+        if not group or connection is None:
+            return
+        self._group = []
         began = time.monotonic()
         try:
-            commit_alone(connection, op)
+            commit_group(connection, group)
         except sqlite3.Error as error:
             if not is_busy(error):  # a taken lock is the writer's to wait for; log the rest
-                logger.warning("ledger: an op goes to the writer thread (%s)", error)
-            return False
+                logger.warning("ledger: %d ops go to the writer thread (%s)", len(group), error)
+            for op in group:
+                if self._overflow or not self._offer(op):
+                    self._overflow.append(op)
+            return
         now = time.monotonic()
         if now - began > _DIRECT_SLOW:
             self._direct_paused_until = now + _DIRECT_PAUSE
@@ -591,14 +646,33 @@ class Ledger:
                 1000 * (now - began),
                 _DIRECT_PAUSE,
             )
-        op.claimed = True
-        self._direct_run += 1
+        needs_sync = False
+        for op in group:
+            op.claimed = True
+            needs_sync = needs_sync or op.full
+        last = group[-1].seq
+        self._direct_run += len(group)
+        self._pending -= len(group)
         self._batches += 1
-        self._committed_ops += 1
-        self._committed_seq = op.seq
-        if self._writer.committed_elsewhere(op.seq, needs_sync=op.full):
-            self._durable_seq = op.seq
-        return True
+        self._committed_ops += len(group)
+        self._committed_seq = last
+        if self._writer.committed_elsewhere(last, needs_sync=needs_sync):
+            self._durable_seq = last
+        if self._waiting:
+            self._progress.unpark_all()
+
+    async def _run_timer(self) -> None:
+        """The group's timer (a system task from :meth:`start` to :meth:`_close`): commits a
+        group that no write-ahead row committed within ``_GROUP_WAIT`` of its first op."""
+        with self._timer_stop:
+            while True:
+                with self._timer:
+                    await trio.sleep_forever()
+                self._timer = trio.CancelScope()
+                try:
+                    self._commit_group()
+                except Exception:  # a system task must not raise; the ops stay pending
+                    logger.exception("ledger: the group's commit failed")
 
     def _offer(self, op: Op) -> bool:
         try:
@@ -683,6 +757,15 @@ class Ledger:
         def reached() -> bool:
             return (self._durable_seq if durable else self._committed_seq) >= seq
 
+        if self._group and self._group[0].seq <= seq:
+            # The op is in the trio thread's group: let the other tasks of this scheduler
+            # round add theirs, then commit them all in one transaction (unless one of
+            # them, or the timer, has). The checkpoint is the one this wait owes anyway.
+            await trio.lowlevel.checkpoint()
+            if self._group and self._group[0].seq <= seq:
+                self._commit_group()
+            if reached():
+                return True
         if durable and self._durable_seq < seq:
             self._writer.hurry(seq)
         await self._until(lambda: reached() or self._state == "closed" or not self._writer_alive)

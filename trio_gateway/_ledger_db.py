@@ -47,7 +47,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -211,7 +211,7 @@ class Writer:
         self._committed = threading.Condition()
         self._durable_seq = 0  # every op up to it is committed and durable
         #: Every op up to it is committed and handed to the syncer if it needs to be: read
-        #: by the trio side (``Ledger._commit_directly``) to see that nothing is outstanding.
+        #: by the trio side (``Ledger._may_group``) to see that nothing is outstanding.
         self.committed_seq = 0
         self._finished = False
         self._thread: threading.Thread | None = None
@@ -506,7 +506,7 @@ def open_database(path: str, *, busy_timeout: float) -> sqlite3.Connection:
 
 def open_direct(path: str) -> sqlite3.Connection | None:
     """Open the trio thread's connection for the ops it commits itself
-    (``Ledger._commit_directly``), or None if the database is not in WAL mode or cannot be
+    (``Ledger._commit_group``), or None if the database is not in WAL mode or cannot be
     opened (logged).
 
     It never waits for a lock (``busy_timeout`` 0: a taken lock fails at once), never runs
@@ -531,15 +531,16 @@ def open_direct(path: str) -> sqlite3.Connection | None:
     return None
 
 
-def commit_alone(connection: sqlite3.Connection, op: Op) -> None:
-    """Commit ``op`` in a transaction of its own on ``connection`` (the trio thread's, from
+def commit_group(connection: sqlite3.Connection, ops: Sequence[Op]) -> None:
+    """Commit ``ops`` in one transaction on ``connection`` (the trio thread's, from
     :func:`open_direct`, which never waits for the lock); rolled back if anything fails.
 
     Raises:
         sqlite3.Error: nothing was committed; :func:`is_busy` tells a taken lock.
     """
     with _immediate(connection):
-        connection.execute(op.sql, op.params)
+        for op in ops:
+            connection.execute(op.sql, op.params)
 
 
 def is_busy(error: sqlite3.Error) -> bool:
