@@ -24,7 +24,7 @@ import pytest
 import trio
 
 from tests.test_ledger import PRICE, database_locked, finish, make_record
-from trio_gateway import _ledger_db, _ledger_sync
+from trio_gateway import _ledger, _ledger_db, _ledger_sync
 from trio_gateway._ledger import (
     _DIRECT_PAUSE,
     _DIRECT_SLOW,
@@ -638,3 +638,26 @@ async def test_a_quiet_gateways_wal_is_still_checkpointed(tmp_path: Path) -> Non
         wal_bytes = (tmp_path / "l.db-wal").stat().st_size
     assert wal_bytes < 8_000_000, wal_bytes
     assert len(read_rows(str(db))) == 3000
+
+
+async def test_closing_commits_an_open_group_and_ends_its_timer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "l.db"
+    monkeypatch.setattr(_ledger, "_GROUP_WAIT", 3600)  # the timer would not commit it
+    tasks_before = trio.lowlevel.current_statistics().tasks_living
+    ledger = Ledger(str(db), write_ahead_sync="normal")
+    await ledger.start()
+    assert trio.lowlevel.current_statistics().tasks_living == tasks_before + 1  # the timer
+    done, streaming = make_record("done"), make_record("streaming")
+    await ledger.write_ahead(done, price=PRICE)
+    await ledger.write_ahead(streaming, price=PRICE)
+    ledger.settle(finish(done))  # waits in the group: `streaming` is in flight
+    assert ledger.pending == 1
+    with trio.fail_after(5):
+        await ledger.aclose()
+    assert ledger.pending == 0
+    rows = {row["request_id"]: row["outcome"] for row in read_rows(str(db))}
+    assert rows == {"done": "completed", "streaming": "in_flight"}
+    await trio.testing.wait_all_tasks_blocked()
+    assert trio.lowlevel.current_statistics().tasks_living == tasks_before
