@@ -122,7 +122,7 @@ _BUSY_TIMEOUT: Final = 5.0
 #: How long ``aclose`` waits for the queue to drain before giving up (seconds).
 _CLOSE_FLUSH: Final = 10.0
 #: A commit on the trio thread slower than this (seconds) sends the ops of the next
-#: ``_DIRECT_PAUSE`` seconds to the writer thread (``Ledger._commit_directly``).
+#: ``_DIRECT_PAUSE`` seconds to the writer thread (``Ledger._commit_group``).
 _DIRECT_SLOW: Final = 0.01
 _DIRECT_PAUSE: Final = 1.0
 #: At most about this many ops in a row are committed on the trio thread; the next goes to
