@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import types
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import asynccontextmanager
@@ -29,6 +30,7 @@ import trio.testing
 import trio_gateway
 from tests.conftest import GatewayFactory
 from tests.support import CLIENT_KEY, PRICE, gateway_config, json_events, sse_events
+from trio_gateway._attempts import Exchange
 from trio_gateway._gateway import Gateway, open_gateway
 from trio_gateway._ledger import AttemptRecord
 from trio_gateway._protocol._names import Protocol
@@ -1091,3 +1093,33 @@ async def test_an_open_stream_holds_no_copy_of_the_request_body(
             received.append(chunk)
     assert_terminal("anthropic", b"".join(received))
     assert_nothing_leaked(gateway)
+
+
+async def test_a_fast_stream_arms_the_readers_timers_once(
+    make_gateway: GatewayFactory, mock: MockUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The keepalive timer's origin was 0.0 until the writer's first write: the reader's
+    # first timer scope (Relay._feed) took a ping as long overdue, so every stream had
+    # its read cancelled by that deadline and entered a second scope.
+    armed: list[float] = []
+    real_cuttable = Exchange.cuttable
+
+    def cuttable(
+        self: Exchange, deadline: float = math.inf, *, replacing: trio.CancelScope | None = None
+    ) -> trio.CancelScope:
+        if replacing is not None:  # the reader's timers, replacing the scope of the open
+            armed.append(deadline - trio.current_time())
+        return real_cuttable(self, deadline, replacing=replacing)
+
+    monkeypatch.setattr(Exchange, "cuttable", cuttable)
+    _, client = await make_gateway()
+    body = request_body("anthropic", "mock-text:tokens=3")
+    for _ in range(5):
+        async with client.stream(
+            "POST", PATHS["anthropic"], json=body, headers=auth("anthropic")
+        ) as resp:
+            while await resp.next_chunk() is not None:
+                pass
+        assert resp.complete
+    assert len(armed) == 5, armed
+    assert all(delay > 0 for delay in armed), armed

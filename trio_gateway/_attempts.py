@@ -162,8 +162,11 @@ class Exchange:
     first_content_at: float | None = None
     queued_bytes: int = 0
     writing: bool = False
-    #: When the client writer last wrote (trio time): the keepalive timer's origin.
-    last_write: float = 0.0
+    #: When the client writer last wrote (trio time): the keepalive timer's origin. The
+    #: request's start until the first write: with 0.0, the reader's first timer scope
+    #: (``Relay._feed``) took the keepalive as long overdue, so every stream paid a
+    #: cancelled first read and often a ``_PING`` for the writer to drop.
+    last_write: float = field(init=False)
     pings: int = 0
     attempts: int = 0
     current: Attempt | None = None
@@ -173,6 +176,9 @@ class Exchange:
     #: Set by :meth:`cut` (graceful shutdown): the error the request ends with.
     cut_error: GatewayError | None = None
     _cut_scopes: list[trio.CancelScope] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.last_write = self.started
 
     def cut(self, error: GatewayError) -> None:
         """End the request's upstream work now (graceful shutdown ran out of time): every
