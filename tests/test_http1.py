@@ -787,6 +787,33 @@ async def test_max_idle_and_pool_aclose(nursery: trio.Nursery) -> None:
     assert fake.requests[-1].connection == 4
 
 
+async def test_release_nowait_pools_only_what_needs_no_io(nursery: trio.Nursery) -> None:
+    # The settle of every attempt entered a shielded scope and a timer for aclose(),
+    # which for a finished keep-alive response never awaited anything.
+    fake = FakeUpstream(nursery, ok_handler)
+    pool = make_pool(fake, max_idle=2)
+    responses = [await pool.send("GET", f"/{i}", [], b"") for i in range(4)]
+    unread = responses.pop()
+    assert not unread.release_nowait()  # its body was not read: it must be closed
+    assert pool.statistics() == PoolStatistics(active=4, idle=0)
+    await unread.aclose()
+    for response in responses:
+        await response.read_all(max_bytes=10)
+    first, second, third = responses
+    assert first.release_nowait()
+    assert second.release_nowait()
+    assert pool.statistics() == PoolStatistics(active=1, idle=2)
+    assert first.release_nowait()  # idempotent, and aclose does nothing more
+    await first.aclose()
+    assert pool.statistics() == PoolStatistics(active=1, idle=2)
+    assert not third.release_nowait()  # the pool is full: an idle one would be closed
+    assert pool.statistics() == PoolStatistics(active=1, idle=2)
+    await third.aclose()
+    assert pool.statistics() == PoolStatistics(active=0, idle=2)
+    await trio.testing.wait_all_tasks_blocked()
+    assert fake.open_connections == 2
+
+
 async def test_unread_body_closes_instead_of_pooling(nursery: trio.Nursery) -> None:
     fake = FakeUpstream(nursery, ok_handler)
     pool = make_pool(fake)

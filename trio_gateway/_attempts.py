@@ -399,34 +399,36 @@ class Attempts:
         """Close the upstream response and settle the attempt's record, exactly once.
 
         Cancellation: shielded and bounded by ``settle_timeout``; never raises Cancelled.
+        The only await is closing a response whose connection cannot simply go back to the
+        pool (``release_nowait``): normally there is none, and no scope is entered.
         """
         if attempt.settled:
             return
         attempt.settled = True
-        with trio.CancelScope(shield=True):
-            if attempt.response is not None:
-                with trio.move_on_after(self._streaming.settle_timeout):
-                    await attempt.response.aclose()
-            attempt.upstream.in_flight -= 1
-            record = attempt.record
-            record.outcome = self._outcome(ex, attempt)
-            record.usage = replace(attempt.usage)
-            record.usage_source = attempt.usage_source
-            price = ex.plan.model.price
-            record.cost_usd = None if price is None else cost_usd(record.usage, price)
-            now = trio.current_time()
-            record.duration_ms = (now - attempt.started) * 1000
-            if ex.first_content_at is not None and ex.current is attempt:
-                record.ttft_ms = (ex.first_content_at - ex.started) * 1000
-            record.finished_at = utc_now()
-            ex.final_outcome = record.outcome
-            self._metrics.attempt_settled(record, model=ex.plan.model.name, error=attempt.error)
-            if self._ledger.settle(record) and ex.reservation and record.cost_usd:
-                # The window of the row's own start, the rule the ledger sums by (an attempt
-                # that starts after midnight belongs to the new day, whenever it was admitted).
-                key = ex.plan.key
-                window = window_start(key.budget_period, datetime.fromisoformat(record.started_at))
-                self._budgets.add_spent(key.name, window, record.cost_usd)
+        response = attempt.response
+        if response is not None and not response.release_nowait():
+            with trio.CancelScope(shield=True), trio.move_on_after(self._streaming.settle_timeout):
+                await response.aclose()
+        attempt.upstream.in_flight -= 1
+        record = attempt.record
+        record.outcome = self._outcome(ex, attempt)
+        record.usage = replace(attempt.usage)
+        record.usage_source = attempt.usage_source
+        price = ex.plan.model.price
+        record.cost_usd = None if price is None else cost_usd(record.usage, price)
+        now = trio.current_time()
+        record.duration_ms = (now - attempt.started) * 1000
+        if ex.first_content_at is not None and ex.current is attempt:
+            record.ttft_ms = (ex.first_content_at - ex.started) * 1000
+        record.finished_at = utc_now()
+        ex.final_outcome = record.outcome
+        self._metrics.attempt_settled(record, model=ex.plan.model.name, error=attempt.error)
+        if self._ledger.settle(record) and ex.reservation and record.cost_usd:
+            # The window of the row's own start, the rule the ledger sums by (an attempt
+            # that starts after midnight belongs to the new day, whenever it was admitted).
+            key = ex.plan.key
+            window = window_start(key.budget_period, datetime.fromisoformat(record.started_at))
+            self._budgets.add_spent(key.name, window, record.cost_usd)
 
     def checkpoint(self, attempt: Attempt, now: float) -> None:
         """Record the usage seen so far on the in-flight row (RELIABILITY I3), so a crash

@@ -467,6 +467,18 @@ class ConnectionPool:
             self, conn, head, unread, eof=eof, method=method, keep_alive=keep_alive
         )
 
+    def _release_nowait(self, conn: _Connection) -> bool:
+        """Put the reusable ``conn`` back among the idle ones if that closes none (no idle
+        connection to evict); False, with nothing done, if it would."""
+        now = trio.current_time()
+        idle = self._idle
+        if len(idle) >= self._max_idle or (idle and now - idle[0].idle_since >= self._idle_expiry):
+            return False
+        self._active -= 1
+        conn.idle_since = now
+        idle.append(conn)
+        return True
+
     async def _release(self, conn: _Connection, *, reusable: bool) -> None:
         self._active -= 1
         if not reusable:
@@ -635,11 +647,29 @@ class UpstreamResponse:
         if self._closed:
             return
         self._closed = True
-        conn = self._conn
+        await self._pool._release(self._conn, reusable=self._reusable())
+
+    def release_nowait(self) -> bool:
+        """Release the connection if that needs no I/O: it goes back to the pool and no idle
+        connection is evicted. Returns whether it did (:meth:`aclose` then does nothing);
+        if not, nothing was done and the caller awaits :meth:`aclose`. Saves the caller the
+        shielded, bounded scope that :meth:`aclose` needs, in the common case. Idempotent."""
+        if self._closed:
+            return True
+        if not (self._reusable() and self._pool._release_nowait(self._conn)):
+            return False
+        self._closed = True
+        return True
+
+    def _reusable(self) -> bool:
         body = self._body
-        reusable = self._finished and self._keep_alive and not self._eof
-        reusable = reusable and body is not None and body.reusable
-        await self._pool._release(conn, reusable=reusable)
+        return (
+            self._finished
+            and self._keep_alive
+            and not self._eof
+            and body is not None
+            and body.reusable
+        )
 
     async def __aenter__(self) -> Self:
         return self
