@@ -690,9 +690,12 @@ async def test_aclose_flushes_and_a_new_ledger_sees_the_rows(tmp_path: Path) -> 
     records = [make_record(f"req-{n}") for n in range(200)]
     for record in records:
         await ledger.write_ahead(record, price=PRICE)
-    for record in records:
-        ledger.settle(finish(record))
-    assert ledger.pending > 0
+    # With the lock taken, neither the event loop nor the writer thread can commit the
+    # settles: they are still pending when aclose starts, whatever the threads' timing.
+    async with database_locked(db):
+        for record in records:
+            ledger.settle(finish(record))
+        assert ledger.pending == len(records)
     await ledger.aclose()
     assert ledger.pending == 0
     async with open_ledger(db) as again:
