@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import pytest
 import trio
+import trio.testing
 
 from tests.test_ledger import PRICE, database_locked, finish, make_record
 from trio_gateway import _ledger, _ledger_db, _ledger_sync
@@ -487,6 +488,24 @@ async def test_with_no_other_attempt_in_flight_an_op_is_committed_at_once(
         after = ledger.statistics()
         assert (after.batches, after.committed_ops) == (stats.batches + 2, stats.committed_ops + 2)
         assert [row["outcome"] for row in read_rows(str(db))] == ["completed"]
+
+
+async def test_a_write_ahead_row_committed_at_once_costs_no_scheduler_round(
+    tmp_path: Path,
+) -> None:
+    # Its caller sends the upstream request next, a checkpoint of its own; one more here
+    # was a scheduler round on the way to the first token at low load.
+    async with open_ledger(tmp_path / "l.db") as ledger:
+        record = make_record("alone")
+        with trio.testing.assert_no_checkpoints():
+            await ledger.write_ahead(record, price=PRICE)
+        assert ledger.pending == 0
+        ledger.settle(finish(record))
+        second, third = make_record("second"), make_record("third")
+        await ledger.write_ahead(second, price=PRICE)
+        # With another attempt in flight the row joins a group, which waits one round.
+        with trio.testing.assert_checkpoints():
+            await ledger.write_ahead(third, price=PRICE)
 
 
 async def test_the_write_ahead_rows_of_one_scheduler_round_share_a_transaction(

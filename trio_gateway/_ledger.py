@@ -590,8 +590,7 @@ class Ledger:
             elif self._timer.deadline == math.inf:
                 self._timer.deadline = trio.current_time() + _GROUP_WAIT
             return op
-        if self._overflow or not self._offer(op):
-            self._overflow.append(op)  # keeps the order: nothing overtakes the overflow
+        self._queue_for_writer(op)
         return op
 
     def _may_group(self, op: Op) -> bool:
@@ -634,8 +633,7 @@ class Ledger:
             if not is_busy(error):  # a taken lock is the writer's to wait for; log the rest
                 logger.warning("ledger: %d ops go to the writer thread (%s)", len(group), error)
             for op in group:
-                if self._overflow or not self._offer(op):
-                    self._overflow.append(op)
+                self._queue_for_writer(op)
             return
         now = time.monotonic()
         if now - began > _DIRECT_SLOW:
@@ -673,6 +671,12 @@ class Ledger:
                     self._commit_group()
                 except Exception:  # a system task must not raise; the ops stay pending
                     logger.exception("ledger: the group's commit failed")
+
+    def _queue_for_writer(self, op: Op) -> None:
+        """Queue ``op`` for the writer thread, or behind the overflow if its queue is full
+        or the overflow is not empty: nothing overtakes the overflow, so the order holds."""
+        if self._overflow or not self._offer(op):
+            self._overflow.append(op)
 
     def _offer(self, op: Op) -> bool:
         try:
@@ -752,11 +756,16 @@ class Ledger:
 
     async def _wait_committed(self, seq: int, *, durable: bool) -> bool:
         """Until op ``seq`` is committed (and ``durable``: synced too); False if the
-        ledger closed or its writer stopped first. A checkpoint either way."""
+        ledger closed or its writer stopped first. A checkpoint unless it is already: a
+        lone op the event loop committed at once (:meth:`_enqueue`) returns without one,
+        as its caller's next step is the upstream request, a checkpoint of its own, and one
+        more here cost a scheduler round on the way to the first token."""
 
         def reached() -> bool:
             return (self._durable_seq if durable else self._committed_seq) >= seq
 
+        if reached():
+            return True
         if self._group and self._group[0].seq <= seq:
             # The op is in the trio thread's group: let the other tasks of this scheduler
             # round add theirs, then commit them all in one transaction (unless one of
