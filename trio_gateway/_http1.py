@@ -471,13 +471,20 @@ class ConnectionPool:
         """Put the reusable ``conn`` back among the idle ones if that closes none (no idle
         connection to evict); False, with nothing done, if it would."""
         now = trio.current_time()
-        idle = self._idle
-        if len(idle) >= self._max_idle or (idle and now - idle[0].idle_since >= self._idle_expiry):
+        if self._must_evict(now, adding=1):
             return False
         self._active -= 1
         conn.idle_since = now
-        idle.append(conn)
+        self._idle.append(conn)
         return True
+
+    def _must_evict(self, now: float, *, adding: int = 0) -> bool:
+        """Whether the oldest idle connection goes once ``adding`` more are idle: over
+        the idle limit, or idle for the expiry."""
+        idle = self._idle
+        return len(idle) + adding > self._max_idle or bool(
+            idle and now - idle[0].idle_since >= self._idle_expiry
+        )
 
     async def _release(self, conn: _Connection, *, reusable: bool) -> None:
         self._active -= 1
@@ -489,9 +496,7 @@ class ConnectionPool:
         idle = self._idle
         idle.append(conn)
         evicted: list[_Connection] = []
-        while idle and (
-            len(idle) > self._max_idle or now - idle[0].idle_since >= self._idle_expiry
-        ):
+        while idle and self._must_evict(now):
             evicted.append(idle.popleft())
         for old in evicted:
             await _close_hard(old.stream)
