@@ -17,6 +17,7 @@ Invariants:
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import statistics
@@ -388,6 +389,33 @@ def _large(index: _Index, key: str) -> float:
     return min(values) if key == "intact" else max(values)
 
 
+def _length_costs(index: _Index, column: str) -> list[tuple[int, float]]:
+    """(tokens, median server CPU ms per stream) of the ``length`` group's rows, shortest
+    first."""
+    costs = [
+        (int(row.split()[0]), index.med("length", row, column, lambda s: s.cpu_per_stream_ms))
+        for row in index.rows("length")
+    ]
+    return sorted(costs)
+
+
+def _marginals(costs: Sequence[tuple[int, float]]) -> list[float]:
+    """µs of CPU per token added from each length to the next."""
+    return [
+        1000 * (cost - last_cost) / (tokens - last_tokens)
+        for (last_tokens, last_cost), (tokens, cost) in itertools.pairwise(costs)
+    ]
+
+
+def _length_growth(index: _Index, gateway: str) -> float:
+    """The CPU per added token of the longest step over that of the shortest: 1 for a
+    cost that grows linearly with the stream's length, more if it grows faster."""
+    marginals = _marginals(_length_costs(index, f"{gateway} pass"))
+    if len(marginals) < 2 or not marginals[0] > 0:
+        return math.nan
+    return marginals[-1] / marginals[0]
+
+
 GOALS: Final = (
     _Goal(
         "added TTFT vs the mock, c=1, p50 (20 tok, gap 0, pass-through)",
@@ -488,6 +516,15 @@ GOALS: Final = (
         True,
         "x",
         lambda ix, g: _scaling(ix, _ROW_SHORT, _streams),
+        trio_only=True,
+    ),
+    _Goal(
+        "CPU per request vs stream length: per added token, longest step / shortest step "
+        "(1 = linear; length group)",
+        1.25,
+        False,
+        "x",
+        _length_growth,
         trio_only=True,
     ),
     _Goal(
@@ -656,6 +693,29 @@ def _idle_table(index: _Index) -> str:
         "errors",
     ]
     return _table(header, rows)
+
+
+def _length_table(index: _Index) -> str:
+    columns = [
+        c for c in ("bare", "trio_gateway pass") if index.get("length", index.rows("length")[0], c)
+    ]
+    header = ["tokens"]
+    table: dict[int, list[str]] = {}
+    for col in columns:
+        header += [f"{col}: ms per stream", "µs per token", "µs per added token", "errors"]
+        costs = _length_costs(index, col)
+        added = [math.nan, *_marginals(costs)]
+        for (tokens, cost), marginal in zip(costs, added, strict=True):
+            row = next(r for r in index.rows("length") if int(r.split()[0]) == tokens)
+            table.setdefault(tokens, [str(tokens)]).extend(
+                [
+                    _fmt(cost, 2),
+                    _fmt(1000 * cost / tokens, 1),
+                    _fmt(marginal, 2),
+                    str(index.errors("length", row, col)),
+                ]
+            )
+    return _table(header, [table[tokens] for tokens in sorted(table)])
 
 
 def _large_table(index: _Index) -> str:
@@ -853,6 +913,18 @@ def render_report(
             out += [f"### {title}\n\n", _group_tables(index, group, columns), "\n"]
         if group == "scaling" and (ceiling := _scaling_ceiling_table(index)):
             out += [ceiling, "\n"]
+    if index.rows("length"):
+        concurrency = index.rows("length")[0].rsplit("c=", 1)[-1]
+        out += [
+            f"### Cost per request against stream length (gap 0, c={concurrency}, "
+            "pass-through, whole streams only)\n\n"
+            "Server CPU per completed stream (medians over repeats); each length runs a fixed "
+            "number of streams to their end (`load.py --max-requests`), about the same number "
+            "of events per length. The goal compares the CPU per added token of the last step "
+            "with that of the first.\n\n",
+            _length_table(index),
+            "\n",
+        ]
     if index.rows("idle"):
         out += ["### Idle streams held open (fresh process each)\n\n", _idle_table(index), "\n"]
     if index.rows("large"):

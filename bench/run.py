@@ -17,7 +17,9 @@ Groups (``--groups``, all by default): ``paced`` (20 tokens 50 ms apart at 128 c
 streams, first on a fresh gateway: peak RSS; only content deltas are paced, the mock's
 ``token_pace``), ``peer`` (20 tokens at 32 streams through each gateway: the comparison
 with LiteLLM), ``matrix`` (20 and 500 tokens x gap 0 and
-10 ms x concurrency 1, 64, 512), ``protocols`` (Chat and Responses pass-through), ``scaling``
+10 ms x concurrency 1, 64, 512), ``length`` (20 to 5 000 tokens at 4 streams, whole streams
+only: CPU per request against the stream's length), ``protocols`` (Chat and Responses
+pass-through), ``scaling``
 (one vs two workers), ``idle`` (1 000 streams held open at one event per 5 s: RSS per stream,
 on fresh processes), ``large`` (one 64 MiB event through the gateway: intact, peak RSS).
 ``--repeat N`` runs everything N times (interleaved) and the tables show medians.
@@ -67,7 +69,7 @@ from _report import Column, Row, Sample, render_report
 LOAD: Final = Path(__file__).resolve().parent / "load.py"
 BARE: Final = Path(__file__).resolve().parent / "bare_stack.py"
 HUGE_BYTES: Final = 67108864
-GROUPS: Final = ("paced", "peer", "matrix", "protocols", "scaling", "idle", "large")
+GROUPS: Final = ("paced", "peer", "matrix", "length", "protocols", "scaling", "idle", "large")
 SCALING: Final = ("trio_gateway fast", "trio_gateway x2")
 #: The scaling gateways of the native harness (``native.py``: wrk and nginx), one worker first.
 NATIVE: Final = ("trio_gateway wrk+nginx", "trio_gateway wrk+nginx x2")
@@ -101,6 +103,11 @@ class Settings:
     idle_hold: float = 5.0
     huge_bytes: int = HUGE_BYTES
     quiesce_limit: float = 15.0
+    #: The ``length`` group: stream lengths (tokens), at ``length_concurrency`` streams, each
+    #: length run to about ``length_events`` events in whole streams (at least 25).
+    length_tokens: tuple[int, ...] = (20, 500, 2000, 5000)
+    length_concurrency: int = 4
+    length_events: int = 30_000
 
 
 QUICK: Final = Settings(
@@ -124,6 +131,8 @@ QUICK: Final = Settings(
     idle_hold=1.6,
     huge_bytes=1 << 20,
     quiesce_limit=3.0,
+    length_tokens=(10, 40, 160),
+    length_events=2_000,
 )
 
 
@@ -439,6 +448,20 @@ def run_matrix(bench: Bench, repeat: int) -> None:
             run_cell(bench, "matrix", row, col, repeat)
 
 
+def run_length(bench: Bench, repeat: int) -> None:
+    """The cost of one request against the stream's length (gap 0, pass-through), through
+    the gateway and the bare stack. Each length runs a fixed number of whole streams
+    (``--max-requests``): no stream is cut by a deadline, so the server's CPU divides by
+    exactly the streams it served."""
+    settings = bench.settings
+    for tokens in settings.length_tokens:
+        row = Row(tokens, 0.0, settings.length_concurrency, seconds=120.0)
+        requests = max(25, settings.length_events // tokens)
+        for label in ("bare", "trio_gateway pass"):
+            extra = ["--max-requests", str(requests)]
+            run_cell(bench, "length", row, column(bench, label), repeat, extra=extra)
+
+
 def run_peer(bench: Bench, repeat: int) -> None:
     """The issue's comparison row: 20-token streams at c=32 through each gateway."""
     row = bench.settings.peer
@@ -625,6 +648,7 @@ def run_large(bench: Bench, repeat: int) -> None:
 RUNNERS: Final[dict[str, Callable[[Bench, int], None]]] = {
     "paced": run_paced,
     "matrix": run_matrix,
+    "length": run_length,
     "peer": run_peer,
     "protocols": run_protocols,
     "scaling": run_scaling,
