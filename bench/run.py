@@ -108,6 +108,9 @@ class Settings:
     length_tokens: tuple[int, ...] = (20, 500, 2000, 5000)
     length_concurrency: int = 4
     length_events: int = 30_000
+    #: The ``scaling`` group's machine calibration: additions in the fixed CPU-bound loop
+    #: run once alone and as two copies at once (:func:`run_machine_pair`).
+    pair_loop: int = 15_000_000
 
 
 QUICK: Final = Settings(
@@ -133,6 +136,7 @@ QUICK: Final = Settings(
     quiesce_limit=3.0,
     length_tokens=(10, 40, 160),
     length_events=2_000,
+    pair_loop=500_000,
 )
 
 
@@ -486,8 +490,49 @@ def run_scaling(bench: Bench, repeat: int) -> None:
         for name in SCALING:
             run_cell(bench, "scaling", row, column(bench, f"{name} pass"), repeat)
     if "nginx" in bench.by_name:
+        run_machine_pair(bench, repeat)
         for row in bench.settings.scaling_rows:
             run_native(bench, row, repeat)
+
+
+#: The machine calibration's loop: prints the CPU seconds it took.
+_PAIR_LOOP: Final = """
+import sys, time
+began = time.process_time()
+total = 0
+for i in range(int(sys.argv[1])):
+    total += i
+print(time.process_time() - began)
+"""
+
+
+def run_machine_pair(bench: Bench, repeat: int) -> None:
+    """The machine's own two-core scaling, next to the two-worker rows: a fixed CPU-bound
+    Python loop, one copy alone, two copies at once, one alone again, each timed in CPU
+    seconds (the two lone copies bracket the pair, as the host's speed drifts within
+    seconds). A host that runs each core slower while both are busy shows here without any
+    gateway code (``2 * one_s / two_s`` below 2), and the same slowdown caps two workers."""
+    loop = str(bench.settings.pair_loop)
+
+    def copies(n: int) -> list[float]:
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", _PAIR_LOOP, loop], stdout=subprocess.PIPE, text=True
+            )
+            for _ in range(n)
+        ]
+        return [float(proc.communicate(timeout=120)[0]) for proc in procs]
+
+    bench.servers.quiesce(bench.measured(), limit=bench.settings.quiesce_limit)
+    (before,) = copies(1)
+    two = sum(copies(2)) / 2
+    (after,) = copies(1)
+    one = (before + after) / 2
+    load: dict[str, object] = {"one_s": one, "two_s": two, "speedup": 2 * one / two}
+    bench.samples.append(
+        Sample(group="machine", row="cpu loop", column="python", repeat=repeat, load=load)
+    )
+    bench.log(f"machine   two copies of a {loop}-addition loop: {2 * one / two:.2f}x one copy")
 
 
 def run_native(bench: Bench, row: Row, repeat: int) -> None:

@@ -9,6 +9,7 @@ an error and pass the huge event through intact.
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -42,3 +43,6 @@ def test_quick_bench_runs_and_prints_its_tables() -> None:
     assert all(cell.startswith("0 / ") for cell in cells), cells
     assert re.search(r"^\| 64 MiB single event passes intact.*\*\*PASS\*\*", report, re.MULTILINE)
     assert re.search(r"^\| trio_gateway pass \| 1 tok, gap 1000 ms, c=20 \|", report, re.MULTILINE)
+    if shutil.which("wrk") and shutil.which("nginx"):  # the native scaling rows ran
+        assert "two workers: cores" in report
+        assert re.search(r"The machine itself, in the same run: .* ran it at \d\.\d\dx", report)
