@@ -228,6 +228,9 @@ class Gateway:
         finally:
             if path in _API_ROUTES:
                 self.metrics.request_ended(reply, now=trio.current_time())
+            # The exchange refers to the reply: without this the request's whole object
+            # graph would be a reference cycle, freed only by the cyclic collector.
+            reply.exchange = None
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

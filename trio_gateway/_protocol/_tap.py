@@ -141,14 +141,16 @@ class StreamTap:
         self.malformed_events = 0
         self.events = 0
         self.response_id: str | None = None
-        self._handler: Callable[[SSEEvent, Frame], Frame | None]
+        # The plain function, called with the tap: a bound method kept on the tap would
+        # be a reference cycle, which only the cyclic collector frees (bench/README.md).
+        self._handler: Callable[[StreamTap, SSEEvent, Frame], Frame | None]
         match protocol:
             case "anthropic":
-                self._handler = self._inspect_anthropic
+                self._handler = StreamTap._inspect_anthropic
             case "openai-chat":
-                self._handler = self._inspect_chat
+                self._handler = StreamTap._inspect_chat
             case "openai-responses":
-                self._handler = self._inspect_responses
+                self._handler = StreamTap._inspect_responses
             case _:
                 assert_never(protocol)
 
@@ -177,7 +179,7 @@ class StreamTap:
             ``None`` to drop the frame.
         """
         self.events += 1
-        return self._handler(event, frame)
+        return self._handler(self, event, frame)
 
     def forward(self, raw: bytes, events: list[SSEEvent]) -> bytes:
         """The bytes to send for one decoder output: ``raw`` itself unless a frame was
@@ -198,7 +200,7 @@ class StreamTap:
                 frame = memoryview(raw)[start:end]
             # What inspect() does, inlined: a call level per event is measurable here.
             self.events += 1
-            out = handler(event, frame)
+            out = handler(self, event, frame)
             if out is frame:
                 continue
             if parts is None:
