@@ -368,9 +368,8 @@ def _machine_pair_note(index: _Index) -> str:
     return (
         f"\nThe machine itself, in the same run: one copy of a fixed CPU-bound Python loop took "
         f"{one:.3f} s of CPU alone (before and after the pair) and {two:.3f} s per copy with "
-        f"two copies at once, so both "
-        f"cores together ran it at {_median(speedups):.2f}x one core's rate (per repeat: "
-        f"{spread}). No code of the gateway's is in that figure.\n"
+        f"two copies at once, so both cores together ran it at {_median(speedups):.2f}x one "
+        f"core's rate (per repeat: {spread}). No code of the gateway's is in that figure.\n"
     )
 
 
@@ -415,14 +414,18 @@ def _large(index: _Index, key: str) -> float:
     return min(values) if key == "intact" else max(values)
 
 
+def _length_rows(index: _Index) -> list[tuple[int, str]]:
+    """(tokens, row label) of the ``length`` group's rows, shortest first."""
+    return sorted((int(row.split()[0]), row) for row in index.rows("length"))
+
+
 def _length_costs(index: _Index, column: str) -> list[tuple[int, float]]:
     """(tokens, median server CPU ms per stream) of the ``length`` group's rows, shortest
     first."""
-    costs = [
-        (int(row.split()[0]), index.med("length", row, column, lambda s: s.cpu_per_stream_ms))
-        for row in index.rows("length")
+    return [
+        (tokens, index.med("length", row, column, lambda s: s.cpu_per_stream_ms))
+        for tokens, row in _length_rows(index)
     ]
-    return sorted(costs)
 
 
 def _marginals(costs: Sequence[tuple[int, float]]) -> list[float]:
@@ -731,8 +734,9 @@ def _length_table(index: _Index) -> str:
         header += [f"{col}: ms per stream", "µs per token", "µs per added token", "errors"]
         costs = _length_costs(index, col)
         added = [math.nan, *_marginals(costs)]
-        for (tokens, cost), marginal in zip(costs, added, strict=True):
-            row = next(r for r in index.rows("length") if int(r.split()[0]) == tokens)
+        for (tokens, row), (_, cost), marginal in zip(
+            _length_rows(index), costs, added, strict=True
+        ):
             table.setdefault(tokens, [str(tokens)]).extend(
                 [
                     _fmt(cost, 2),

@@ -460,9 +460,8 @@ def run_length(bench: Bench, repeat: int) -> None:
     settings = bench.settings
     for tokens in settings.length_tokens:
         row = Row(tokens, 0.0, settings.length_concurrency, seconds=120.0)
-        requests = max(25, settings.length_events // tokens)
+        extra = ["--max-requests", str(max(25, settings.length_events // tokens))]
         for label in ("bare", "trio_gateway pass"):
-            extra = ["--max-requests", str(requests)]
             run_cell(bench, "length", row, column(bench, label), repeat, extra=extra)
 
 
