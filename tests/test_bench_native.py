@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import native  # ruff: ignore[module-import-not-at-top-of-file]
 from _procs import Server, free_port, http_request  # ruff: ignore[module-import-not-at-top-of-file]
+from _report import Sample  # ruff: ignore[module-import-not-at-top-of-file]
 
 WRK_OUTPUT: Final = """\
 Running 3s test @ http://127.0.0.1:8080/v1/messages
@@ -102,27 +103,30 @@ def test_missing_tools_names_what_is_not_on_path(monkeypatch: pytest.MonkeyPatch
     assert native.missing_tools() == ["nginx"]
 
 
+_ROW: Final = "20 tok, gap 0 ms, c=64"
+
+
+def _native_sample(column: str, repeat: int, streams_per_s: float, cpu_s: float) -> Sample:
+    """A native scaling run of 3 s (wrk 0.1 and nginx 0.15 ms of CPU per stream)."""
+    load: dict[str, object] = {
+        "requests": streams_per_s * 3,
+        "seconds": 3.0,
+        "streams_per_s": streams_per_s,
+        "client_cpu_ms_per_stream": 0.1,
+        "upstream_cpu_ms_per_stream": 0.15,
+    }
+    return Sample(
+        group="scaling", row=_ROW, column=column, repeat=repeat, load=load, server_cpu_s=cpu_s
+    )
+
+
 def test_the_two_worker_ceiling_is_two_cores_over_one_workers_and_the_harness_cpu() -> None:
-    from _report import Sample, _Index, _scaling_ceiling_table
-
-    row = "20 tok, gap 0 ms, c=64"
-
-    def sample(column: str, repeat: int, streams_per_s: float, cpu_s: float) -> Sample:
-        load: dict[str, object] = {
-            "requests": streams_per_s * 3,
-            "seconds": 3.0,
-            "streams_per_s": streams_per_s,
-            "client_cpu_ms_per_stream": 0.1,
-            "upstream_cpu_ms_per_stream": 0.15,
-        }
-        return Sample(
-            group="scaling", row=row, column=column, repeat=repeat, load=load, server_cpu_s=cpu_s
-        )
+    from _report import _Index, _scaling_ceiling_table
 
     samples = [
         # One worker: 500 streams/s on 1.0 core (2.0 ms each); two: 800/s at 2.25 ms each.
-        sample("trio_gateway wrk+nginx pass", 0, 500.0, 3.0),
-        sample("trio_gateway wrk+nginx x2 pass", 0, 800.0, 5.4),
+        _native_sample("trio_gateway wrk+nginx pass", 0, 500.0, 3.0),
+        _native_sample("trio_gateway wrk+nginx x2 pass", 0, 800.0, 5.4),
     ]
     table = _scaling_ceiling_table(_Index(samples))
     cells = [cell.strip() for cell in table.splitlines()[-1].strip("|").split("|")]
@@ -130,25 +134,17 @@ def test_the_two_worker_ceiling_is_two_cores_over_one_workers_and_the_harness_cp
     # At the two workers' own 2.25 ms: 2 / 2.5 ms = 800 streams/s, 1.60x: all of the gap
     # between 1.78x and the measured 1.60x is each worker's slowdown.
     assert cells == [
-        *[row, "500.0", "1.00", "2.00", "1.80", "2.25", "0.250"],
+        *[_ROW, "500.0", "1.00", "2.00", "1.80", "2.25", "0.250"],
         *["1.78x", "1.60x", "1.60x"],
     ]
     assert _scaling_ceiling_table(_Index(samples[:1])) == ""  # no two-worker run: no table
 
 
 def test_the_machines_own_two_core_scaling_is_reported_under_the_ceiling() -> None:
-    from _report import Sample, _Index, _scaling_ceiling_table
+    from _report import _Index, _scaling_ceiling_table
 
-    row = "20 tok, gap 0 ms, c=64"
-    load: dict[str, object] = {
-        "requests": 1500.0,
-        "seconds": 3.0,
-        "streams_per_s": 500.0,
-        "client_cpu_ms_per_stream": 0.1,
-        "upstream_cpu_ms_per_stream": 0.15,
-    }
     workers = [
-        Sample(group="scaling", row=row, column=column, repeat=0, load=load, server_cpu_s=3.0)
+        _native_sample(column, 0, 500.0, 3.0)
         for column in ("trio_gateway wrk+nginx pass", "trio_gateway wrk+nginx x2 pass")
     ]
     # One copy 1.0 s alone; two at once 1.25 s each (2 x 1.0 / 1.25 = 1.6x), then 1.0 s.
